@@ -1,0 +1,46 @@
+# meshui: `make demo` runs the mesh, `make test` runs the tests. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+VPY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format install install-dev clean
+
+$(VPY):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "meshui needs Python 3.11, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(VPY)
+	$(VPY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	touch $(RUNTIME_STAMP) $@
+
+install: $(RUNTIME_STAMP)
+install-dev: $(DEV_STAMP)
+
+## Run the whole mesh on this machine; Ctrl-C stops it.
+demo: $(RUNTIME_STAMP)
+	$(VPY) -m meshui.launcher demo
+
+## Install what the tests need and run them all (an embedded Redis is started when REDIS_URL is unset).
+test: $(DEV_STAMP)
+	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy meshui proxyagent tests
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,23 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
+from meshui.audit.views import AuditEventViewSet
+from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+
+router = DefaultRouter()
+router.register("namespaces", NamespaceViewSet)
+router.register("services", ServiceViewSet)
+router.register("workloads", WorkloadViewSet)
+router.register("instances", InstanceViewSet)
+router.register("agents", AgentViewSet)
+router.register("users", UserViewSet)
+router.register("groups", GroupViewSet)
+router.register("role-bindings", RoleBindingViewSet)
+router.register("tokens", ApiTokenViewSet, basename="apitoken")
+router.register("audit-events", AuditEventViewSet, basename="auditevent")
+
+urlpatterns = [
+    path("me/", MeView.as_view(), name="me"),
+    path("", include(router.urls)),
+]

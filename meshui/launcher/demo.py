@@ -1,0 +1,124 @@
+"""``make demo``: the whole control plane on one machine, with one command.
+
+Migrates the database, makes sure an admin exists, then runs the web server
+(uvicorn, ASGI), a Celery worker and Celery beat, with an embedded Redis when
+``REDIS_URL`` is unset. Ctrl-C (or SIGTERM) stops them all, newest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from meshui.launcher.embedded_redis import EmbeddedRedis
+from meshui.launcher.processes import ProcessGroup
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_SECONDS = 60.0
+
+
+class _StopRequestedError(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequestedError(signal.Signals(signum).name)
+
+
+def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exited = group.first_exited()
+        if exited is not None:
+            raise RuntimeError(f"{exited.name} exited with status {exited.process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)  # polling interval while the server boots
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m meshui.launcher demo", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("MESHUI_HOST", "127.0.0.1"), help="web server address")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MESHUI_PORT", "8000")), help="web server port")
+    parser.add_argument("--no-worker", action="store_true", help="do not start the Celery worker and beat")
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str]) -> int:
+    args = _parse(argv)
+    python = sys.executable
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "meshui.settings", "PYTHONUNBUFFERED": "1"}
+    data_dir = Path(env.get("MESHUI_DATA_DIR") or REPO_ROOT / ".data")
+    redis: EmbeddedRedis | None = None
+    group = ProcessGroup(env)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not env.get("REDIS_URL", "").strip():
+            redis = EmbeddedRedis(data_dir / "redis")
+            env["REDIS_URL"] = redis.start()
+            print(f"meshui: embedded Redis at {env['REDIS_URL']}", flush=True)
+        manage = [python, str(REPO_ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, cwd=REPO_ROOT)
+        subprocess.run([*manage, "ensure_admin"], env=env, check=True, cwd=REPO_ROOT)
+        group.start(
+            "web",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "meshui.asgi:application",
+                "--host",
+                args.host,
+                "--port",
+                str(args.port),
+                "--lifespan",
+                "off",
+                "--app-dir",
+                str(REPO_ROOT),
+            ],
+        )
+        if not args.no_worker:
+            celery = [python, "-m", "celery", "--workdir", str(REPO_ROOT), "-A", "meshui"]
+            group.start("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"])
+            group.start(
+                "beat",
+                [*celery, "beat", "--loglevel", "INFO", "--schedule", str(data_dir / "celerybeat-schedule")],
+            )
+        base = f"http://{args.host}:{args.port}"
+        _wait_http_ok(f"{base}/healthz", group, READY_TIMEOUT_SECONDS)
+        print(f"\nmeshui is running at {base}/  (API docs {base}/api/docs/, admin {base}/admin/)", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while True:
+            exited = group.first_exited()
+            if exited is not None:
+                print(f"meshui: {exited.name} exited with status {exited.process.returncode}; stopping", flush=True)
+                return 1
+            time.sleep(0.5)  # supervision interval
+    except _StopRequestedError as stop:
+        print(f"\nmeshui: {stop}, stopping…", flush=True)
+        return 0
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        print(f"meshui: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        # Ignore further Ctrl-C while shutting down so we do not leave orphans behind.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        group.stop()
+        if redis is not None:
+            redis.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
