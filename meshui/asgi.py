@@ -12,11 +12,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from meshui.live.middleware import RequireAuthenticatedUser  # noqa: E402
 from meshui.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origin first (cross-site WebSocket hijacking), then the session, then a logged-in user.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(RequireAuthenticatedUser(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

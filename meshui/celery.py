@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError as BrokerError
 logger = logging.getLogger("meshui.tasks")
 
 
-class MeshTask(Task):  # type: ignore[misc]
+class MeshTask(Task):
     """Owns what every task needs: logging with timings, time limits, and retries of transient failures.
 
     Only failures that a later attempt can fix are retried (a database or the

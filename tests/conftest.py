@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
@@ -13,6 +14,14 @@ from meshui.accounts.models import ApiToken, RoleBinding
 from meshui.catalog.models import Namespace, Service, Workload
 
 ClientFor = Callable[[User], APIClient]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    # Servers the tests run in threads (uvicorn) open their own connections; with
+    # persistent connections those would outlive the test and block dropping the
+    # test database.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)

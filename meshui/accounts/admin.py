@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from meshui.accounts.models import ApiToken, RoleBinding
 
@@ -17,5 +18,5 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
     list_display = ["name", "user", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
     readonly_fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at"]
 
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -60,7 +60,7 @@ class RoleBinding(models.Model):
 
     def __str__(self) -> str:
         subject = f"user {self.user}" if self.user_id else f"group {self.group}"
-        where = self.namespace.name if self.namespace_id else "all namespaces"
+        where = self.namespace.name if self.namespace is not None else "all namespaces"
         return f"{subject}: {self.role} in {where}"
 
     @property
@@ -70,7 +70,7 @@ class RoleBinding(models.Model):
 
 def namespace_access(user: AbstractBaseUser | AnonymousUser) -> NamespaceAccess:
     """The user's capabilities, read once and kept on the user object for the request."""
-    cached = getattr(user, _ACCESS_CACHE_ATTR, None)
+    cached: NamespaceAccess | None = getattr(user, _ACCESS_CACHE_ATTR, None)
     if cached is not None:
         return cached
     if not user.is_authenticated or not user.is_active:

@@ -87,7 +87,7 @@ class RoleBindingSerializer(StrictModelSerializer):
         allow_null=True,
         help_text="Empty (null) grants the role in every namespace.",
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = RoleBinding
@@ -106,7 +106,7 @@ class RoleBindingSerializer(StrictModelSerializer):
 
 
 class ApiTokenSerializer(StrictModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     token = serializers.SerializerMethodField(help_text="The secret; returned once, when the token is created.")
 
     class Meta:

@@ -30,7 +30,7 @@ class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
         """Values the server sets on a new object (who created it, say), beyond what the client sent."""
         return {}
 
-    def snapshot(self, obj: models.Model) -> Any:
+    def snapshot(self, obj: Any) -> Any:
         return self.get_serializer_class()(obj, context=self.get_serializer_context()).data
 
     def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:

@@ -15,10 +15,11 @@ def _request_fields(request: Request | None) -> dict[str, Any]:
     if request is None:
         return {}
     user = getattr(request, "user", None)
-    authenticated = user is not None and user.is_authenticated
+    if user is None or not user.is_authenticated:
+        user = None
     return {
-        "actor": user if authenticated else None,
-        "actor_name": user.get_username() if authenticated else "",
+        "actor": user,
+        "actor_name": user.get_username() if user is not None else "",
         "source_ip": request.META.get("REMOTE_ADDR") or None,
         "request_method": request.method or "",
         "request_path": request.path[:300],

@@ -45,7 +45,6 @@ class InstanceSerializer(StrictModelSerializer):
 
 class AgentSerializer(StrictModelSerializer):
     namespace = VisibleSlugRelatedField(slug_field="name", queryset=Namespace.objects.all())
-    instance = VisiblePrimaryKeyRelatedField(queryset=Instance.objects.all(), required=False, allow_null=True)
 
     class Meta:
         model = Agent
@@ -63,9 +62,18 @@ class AgentSerializer(StrictModelSerializer):
         ]
         create_only_fields = ["agent_id", "namespace"]
 
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        # Declared here, not as a class attribute, because a class attribute named
+        # "instance" would shadow the serializer's own ``self.instance``.
+        fields["instance"] = VisiblePrimaryKeyRelatedField(
+            queryset=Instance.objects.all(), required=False, allow_null=True
+        )
+        return fields
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
-        namespace = attrs.get("namespace") or (self.instance.namespace if self.instance else None)
+        namespace = attrs.get("namespace") or (self.instance.namespace if self.instance is not None else None)
         instance = attrs.get("instance")
         if instance is not None and namespace is not None and instance.namespace_pk != namespace.pk:
             raise serializers.ValidationError({"instance": ["The instance must be in the agent's namespace."]})

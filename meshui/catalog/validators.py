@@ -68,7 +68,7 @@ def validate_ports(value: Any) -> None:
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
             raise ValidationError(f"{where}.port must be an integer from 1 to 65535.", code="invalid_port")
         name = port.get("name", "")
-        if not isinstance(name, str) or (name and (len(name) > 15 or not dns_label.regex.match(name))):
+        if not isinstance(name, str) or (name and (len(name) > 15 or not re.match(dns_label.regex, name))):
             raise ValidationError(f"{where}.name must be a DNS label of at most 15 characters.", code="invalid_port")
         protocol = port.get("protocol", "http")
         if protocol not in PORT_PROTOCOLS:

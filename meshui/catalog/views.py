@@ -30,7 +30,7 @@ class NamespaceViewSet(NamespacedModelViewSet):
         return None
 
     def write_scope(self, obj: Any) -> int | None:
-        return None if self.action == "destroy" else obj.pk  # type: ignore[no-any-return]
+        return None if self.action == "destroy" else obj.pk
 
 
 class ServiceViewSet(NamespacedModelViewSet):

@@ -100,7 +100,7 @@ def test_it_refuses_to_delete_a_namespace_that_still_holds_services(
 
 def test_it_orders_and_pages_lists(admin_client: APIClient, alpha: Namespace) -> None:
     Service.objects.bulk_create(Service(namespace=alpha, name=f"svc-{i:02d}") for i in range(12))
-    first: dict[str, Any] = admin_client.get("/api/v1/services/", {"ordering": "-name", "page_size": 5}).json()
+    first: dict[str, Any] = admin_client.get("/api/v1/services/", {"ordering": "-name", "page_size": "5"}).json()
     assert first["count"] == 12
     assert [row["name"] for row in first["results"]] == [f"svc-{i:02d}" for i in range(11, 6, -1)]
     second = admin_client.get(first["next"]).json()

@@ -1,0 +1,174 @@
+"""`make demo` end to end: the launcher on a fresh data dir with neither DATABASE_URL nor REDIS_URL set.
+
+Starts the real processes (embedded Redis, uvicorn, Celery worker and beat),
+logs in like a browser, makes a token, creates a namespace and a service with
+it, then stops everything with SIGINT as Ctrl-C would.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+START_DEADLINE_SECONDS = 120.0
+PASSWORD = "demo-password-for-the-test"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Demo:
+    def __init__(self, process: subprocess.Popen[str], base: str) -> None:
+        self.process = process
+        self.base = base
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._pump_thread.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for_line(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if needle in line:
+                return line
+        raise AssertionError(f"no {needle!r} within {timeout} s; output:\n{''.join(self.output)[-5000:]}")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL"} and not k.startswith(("MESHUI_", "DJANGO_"))
+    }
+    env.update({"MESHUI_DATA_DIR": str(tmp_path / "data"), "MESHUI_ADMIN_PASSWORD": PASSWORD})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshui.launcher", "demo", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    running = Demo(process, f"http://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+class Browser:
+    """Just enough of a browser: cookies, CSRF, form login."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str:
+        return next(c.value for c in self.jar if c.name == name and c.value is not None)
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=all_headers)
+        try:
+            with self.opener.open(req, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def login(self, username: str, password: str) -> int:
+        self.opener.open(self.base + "/api/auth/login/", timeout=30).read()
+        form = urllib.parse.urlencode(
+            {
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.cookie("csrftoken"),
+                "next": "/api/v1/me/",
+            }
+        ).encode()
+        req = urllib.request.Request(
+            self.base + "/api/auth/login/",
+            data=form,
+            method="POST",
+            headers={"Referer": self.base + "/api/auth/login/"},
+        )
+        with self.opener.open(req, timeout=30) as response:
+            return int(response.status)
+
+
+def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
+    line = demo.wait_for_line("meshui is running at", START_DEADLINE_SECONDS)
+    assert demo.base in line
+
+    browser = Browser(demo.base)
+    assert browser.request("GET", "/healthz")[0] == 200
+    assert browser.request("GET", "/readyz") == (200, '{"status": "ok", "checks": {"database": "ok", "redis": "ok"}}')
+
+    assert browser.login("admin", PASSWORD) == 200
+    status, docs = browser.request("GET", "/api/docs/", headers={"Accept": "text/html"})
+    assert status == 200
+    assert "swagger-ui" in docs
+
+    status, body = browser.request(
+        "POST", "/api/v1/tokens/", {"name": "demo"}, {"X-CSRFToken": browser.cookie("csrftoken")}
+    )
+    assert status == 201, body
+    token = json.loads(body)["token"]
+
+    api = Browser(demo.base)
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, body = api.request("POST", "/api/v1/namespaces/", {"name": "shop"}, bearer)
+    assert status == 201, body
+    status, body = api.request("POST", "/api/v1/services/", {"namespace": "shop", "name": "cart"}, bearer)
+    assert status == 201, body
+    status, body = api.request("GET", "/api/v1/services/?namespace=shop", headers=bearer)
+    assert [row["name"] for row in json.loads(body)["results"]] == ["cart"]
+
+    assert demo.process.poll() is None, "every process is still up"
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(timeout=60) == 0
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):  # the web server is gone
+        urllib.request.urlopen(demo.base + "/healthz", timeout=2)
