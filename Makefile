@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test lint format proto install install-dev clean
 
 $(VPY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "meshui needs Python 3.11, found " + sys.version'
@@ -37,6 +37,10 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy meshui proxyagent tests
+
+## Regenerate the Python code for proxyagent/protocol/**/*.proto.
+proto: $(DEV_STAMP)
+	$(VPY) -m proxyagent.protocol.generate
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
