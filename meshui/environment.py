@@ -116,6 +116,10 @@ def database(environ: Environ, data_path: Path) -> dict[str, Any]:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # A file, not Django's default in-memory test database: tests run
+            # servers and workers in threads, and shared-cache memory databases
+            # lock whole tables instead of waiting like WAL does.
+            "TEST": {"NAME": str(data_path / "test-meshui.sqlite3")},
         }
     scheme = urlsplit(url).scheme
     if scheme not in _DATABASE_SCHEMES:

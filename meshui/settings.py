@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "meshui.accounts",
     "meshui.audit",
     "meshui.catalog",
+    "meshui.rollout",
+    "meshui.meshcontrol",
     "meshui.health",
     "meshui.live",
 ]
@@ -190,6 +192,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.env_int(_environ, "MESHUI_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+
+# --- mesh control (gRPC) ----------------------------------------------------------
+MESH_GRPC_BIND = env.env_str(_environ, "MESH_GRPC_BIND", "127.0.0.1:15010")
+MESH_HEARTBEAT_INTERVAL_SECONDS = env.env_int(_environ, "MESH_HEARTBEAT_INTERVAL_SECONDS", 5, minimum=1)
+# An agent silent for this many intervals is stale: its instance leaves every endpoint set.
+MESH_MISSED_HEARTBEATS = env.env_int(_environ, "MESH_MISSED_HEARTBEATS", 3, minimum=1)
+MESH_PUSH_TIMEOUT_SECONDS = env.env_int(_environ, "MESH_PUSH_TIMEOUT_SECONDS", 5, minimum=1)
 
 # --- accounts -----------------------------------------------------------------
 # A token's last-used time is written at most this often, so a busy automation

@@ -32,6 +32,11 @@ class Namespace(models.Model):
         return self.pk
 
 
+class LoadBalancer(models.TextChoices):
+    ROUND_ROBIN = "round_robin"
+    LEAST_REQUEST = "least_request"
+
+
 class Service(models.Model):
     """A named, addressable set of workloads, reached by callers as ``<name>.<namespace>``."""
 
@@ -41,6 +46,12 @@ class Service(models.Model):
     name = models.CharField(max_length=DNS_LABEL_MAX, validators=[dns_label])
     ports = models.JSONField(default=list, blank=True, validators=[validate_ports])
     labels = models.JSONField(default=dict, blank=True, validators=[validate_labels])
+    load_balancer = models.CharField(
+        max_length=16,
+        choices=LoadBalancer.choices,
+        default=LoadBalancer.ROUND_ROBIN,
+        help_text="How callers' agents spread requests over this service's healthy instances.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

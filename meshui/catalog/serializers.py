@@ -20,7 +20,7 @@ class ServiceSerializer(StrictModelSerializer):
 
     class Meta:
         model = Service
-        fields = ["id", "namespace", "name", "ports", "labels", "created_at", "updated_at"]
+        fields = ["id", "namespace", "name", "ports", "labels", "load_balancer", "created_at", "updated_at"]
         create_only_fields = ["namespace", "name"]
 
 

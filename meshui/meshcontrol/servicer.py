@@ -1,0 +1,71 @@
+"""``mesh.v1.MeshControl``: the gRPC face of the catalog actions. Thin on purpose."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from meshui.catalog.actions import do_deregister_agent, do_record_heartbeat, do_register_agent
+from meshui.catalog.registration import InvalidRegistration, Registration
+from meshui.rollout.models import MeshVersion
+from meshui.rollout.snapshots import build_snapshot
+from proxyagent.protocol.v1 import control_pb2, control_pb2_grpc, snapshot_pb2
+
+logger = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _current_snapshot() -> snapshot_pb2.Snapshot:
+    return build_snapshot(MeshVersion.current())
+
+
+class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
+    async def Register(  # noqa: N802 - gRPC method names are the contract's
+        self, request: control_pb2.RegisterRequest, context: Context
+    ) -> control_pb2.RegisterResponse:
+        try:
+            registration = Registration(
+                agent_id=request.agent_id,
+                service=request.service,
+                namespace=request.namespace,
+                workload=request.workload,
+                address=request.address,
+                inbound_port=request.inbound_port,
+                admin_port=request.admin_port,
+                agent_version=request.agent_version,
+                service_account=request.service_account or "default",
+                labels=dict(request.labels),
+            )
+        except InvalidRegistration as exc:
+            logger.warning("registration refused: %s", exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        agent = await sync_to_async(do_register_agent)(registration)
+        snapshot = await sync_to_async(_current_snapshot)()
+        return control_pb2.RegisterResponse(
+            agent_id=agent.agent_id,
+            snapshot=snapshot,
+            heartbeat_interval_ms=settings.MESH_HEARTBEAT_INTERVAL_SECONDS * 1000,
+        )
+
+    async def Heartbeat(  # noqa: N802
+        self, request: control_pb2.HeartbeatRequest, context: Context
+    ) -> control_pb2.HeartbeatResponse:
+        result = await sync_to_async(do_record_heartbeat)(request.agent_id, request.applied_version, request.healthy)
+        if not result.known:
+            return control_pb2.HeartbeatResponse(latest_version=result.latest_version, reregister=True)
+        reply = control_pb2.HeartbeatResponse(latest_version=result.latest_version)
+        if request.applied_version < result.latest_version:
+            # The agent missed a push (or it is still in flight): hand it the snapshot now.
+            reply.snapshot.CopyFrom(await sync_to_async(build_snapshot)(result.latest_version))
+        return reply
+
+    async def Deregister(  # noqa: N802
+        self, request: control_pb2.DeregisterRequest, context: Context
+    ) -> control_pb2.DeregisterResponse:
+        if not await sync_to_async(do_deregister_agent)(request.agent_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown agent {request.agent_id!r}")
+        return control_pb2.DeregisterResponse()
