@@ -39,12 +39,21 @@ class AgentAdminServicer(admin_pb2_grpc.AgentAdminServicer):
         )
 
 
-async def start_admin_server(bind: str, servicer: AgentAdminServicer) -> tuple[grpc.aio.Server, int]:
-    """Start AgentAdmin on ``bind`` (``host:0`` picks a free port); returns the server and its port."""
+def bind_admin_server(bind: str) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server bound to ``bind`` (``host:0`` picks a free port), not yet serving; returns it and its port."""
     server = grpc.aio.server()
-    admin_pb2_grpc.add_AgentAdminServicer_to_server(servicer, server)
     port = server.add_insecure_port(bind)
     if port == 0:
         raise OSError(f"cannot bind the agent admin gRPC server to {bind}")
+    return server, port
+
+
+async def serve_admin(server: grpc.aio.Server, servicer: AgentAdminServicer) -> None:
+    admin_pb2_grpc.add_AgentAdminServicer_to_server(servicer, server)
     await server.start()
+
+
+async def start_admin_server(bind: str, servicer: AgentAdminServicer) -> tuple[grpc.aio.Server, int]:
+    server, port = bind_admin_server(bind)
+    await serve_admin(server, servicer)
     return server, port

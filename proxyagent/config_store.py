@@ -89,6 +89,7 @@ class ConfigStore:
         self.applied_total = 0
         self.rejected_total = 0
         self._listeners: list[Callable[[RoutingTable], None]] = []
+        self._reject_listeners: list[Callable[[str], None]] = []
 
     @property
     def version(self) -> int:
@@ -100,6 +101,9 @@ class ConfigStore:
 
     def on_change(self, listener: Callable[[RoutingTable], None]) -> None:
         self._listeners.append(listener)
+
+    def on_reject(self, listener: Callable[[str], None]) -> None:
+        self._reject_listeners.append(listener)
 
     def apply(self, snapshot: snapshot_pb2.Snapshot) -> tuple[bool, str]:
         """Returns ``(accepted, reason)``; a rejection is logged and counted, and the old table stays."""
@@ -121,4 +125,6 @@ class ConfigStore:
     def _reject(self, version: int, reason: str) -> tuple[bool, str]:
         self.rejected_total += 1
         logger.warning("rejected config version %d, keeping %d: %s", version, self.version, reason)
+        for listener in self._reject_listeners:
+            listener(reason)
         return False, reason

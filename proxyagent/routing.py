@@ -18,7 +18,8 @@ class Endpoint:
     port: int
     workload: str
     weight: int = 1
-    labels: Mapping[str, str] = field(default_factory=dict)
+    # Not part of identity or hash: two endpoints at one address are one endpoint.
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,5 @@
+import sys
+
+from proxyagent.cli import main
+
+sys.exit(main())

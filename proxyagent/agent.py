@@ -1,0 +1,162 @@
+"""One sidecar: listeners, admin endpoints and the control-plane client, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+
+from proxyagent.admin_grpc import AgentAdminServicer, bind_admin_server, serve_admin
+from proxyagent.admin_http import AdminHttp
+from proxyagent.balancer import Balancer
+from proxyagent.config_store import ConfigStore
+from proxyagent.control_client import ControlPlaneClient
+from proxyagent.http.proxy import HttpProxy, ProxySettings
+from proxyagent.http.upstream import ConnectionPool
+from proxyagent.identity import AgentIdentity
+from proxyagent.metrics import MeshMetrics
+from proxyagent.routers import InboundRouter, OutboundRouter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    service: str
+    namespace: str
+    app_port: int
+    version: str = "v1"
+    workload: str = ""
+    service_account: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    app_host: str = "127.0.0.1"
+    outbound_port: int = 15001
+    inbound_port: int = 15006
+    admin_port: int = 15000
+    admin_http_port: int = 15020
+    control_plane: str = "127.0.0.1:15010"
+    request_timeout_s: float = 15.0
+    drain_timeout_s: float = 10.0
+    sample_traces: bool = True
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload or f"{self.service}-{self.version}"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.store = ConfigStore()
+        self.metrics = MeshMetrics()
+        self.store.on_change(lambda table: self.metrics.config_version.set(table.version))
+        self.store.on_reject(lambda reason: self.metrics.config_rejected.inc())
+        self.balancer = Balancer()
+        self.identity: AgentIdentity | None = None
+        self.client: ControlPlaneClient | None = None
+        self.outbound: HttpProxy | None = None
+        self.inbound: HttpProxy | None = None
+        self.ports: dict[str, int] = {}
+        self._servers: list[asyncio.Server] = []
+        self._pools: list[ConnectionPool] = []
+        self._grpc: grpc.aio.Server | None = None
+        # Kept so the task is not garbage collected while it runs.
+        self._control_task: asyncio.Task[None] | None = None
+
+    def ready(self) -> bool:
+        registered = self.client is None or self.client.registered
+        return registered and self.store.has_config
+
+    async def start(self) -> None:
+        cfg = self.config
+        inbound_server = await asyncio.start_server(self._inbound_connection, cfg.host, cfg.inbound_port, limit=2**20)
+        self._servers.append(inbound_server)
+        self.ports["inbound"] = inbound_server.sockets[0].getsockname()[1]
+        # Bound before the identity exists, because the identity carries the port (port 0 picks one).
+        self._grpc, self.ports["admin"] = bind_admin_server(f"{cfg.host}:{cfg.admin_port}")
+
+        self.identity = AgentIdentity(
+            service=cfg.service,
+            namespace=cfg.namespace,
+            workload=cfg.workload_name,
+            address=cfg.host,
+            inbound_port=self.ports["inbound"],
+            admin_port=self.ports["admin"],
+            service_account=cfg.service_account,
+            labels={"version": cfg.version, **cfg.labels},
+        )
+        # Without a control plane (static mode) config arrives only through AgentAdmin.ApplyConfig.
+        self.client = ControlPlaneClient(cfg.control_plane, self.identity, self.store) if cfg.control_plane else None
+        client = self.client
+        await serve_admin(
+            self._grpc, AgentAdminServicer(self.store, self.identity, lambda: client is None or client.registered)
+        )
+
+        settings = ProxySettings(agent_name=self.identity.agent_id, sample_traces=cfg.sample_traces)
+        outbound_pool, inbound_pool = ConnectionPool(), ConnectionPool()
+        self._pools = [outbound_pool, inbound_pool]
+        self.outbound = HttpProxy(
+            OutboundRouter(self.identity, self.store, self.balancer, cfg.request_timeout_s),
+            outbound_pool,
+            self.metrics,
+            settings,
+        )
+        self.inbound = HttpProxy(
+            InboundRouter(self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s),
+            inbound_pool,
+            self.metrics,
+            settings,
+        )
+        outbound_server = await asyncio.start_server(
+            self.outbound.handle_connection, "127.0.0.1", cfg.outbound_port, limit=2**20
+        )
+        self._servers.append(outbound_server)
+        self.ports["outbound"] = outbound_server.sockets[0].getsockname()[1]
+        admin_http = AdminHttp(self.metrics, self.ready)
+        admin_http_server = await asyncio.start_server(admin_http.handle_connection, "127.0.0.1", cfg.admin_http_port)
+        self._servers.append(admin_http_server)
+        self.ports["admin_http"] = admin_http_server.sockets[0].getsockname()[1]
+        if self.client is not None:
+            self._control_task = asyncio.create_task(self.client.run(), name="control-plane-client")
+        logger.info("agent %s up: ports %s", self.identity.agent_id, self.ports)
+
+    async def _inbound_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.inbound is not None
+        await self.inbound.handle_connection(reader, writer)
+
+    async def stop(self) -> None:
+        """Stop accepting, leave the endpoint sets, let in-flight requests finish (with a deadline), then close."""
+        for server in self._servers:
+            server.close()
+        if self._control_task is not None:
+            self._control_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control_task
+        if self.client is not None:
+            await self.client.deregister()
+            await self.client.close()
+        for proxy in (self.inbound, self.outbound):
+            if proxy is not None:
+                await proxy.drain(self.config.drain_timeout_s)
+        for pool in self._pools:
+            await pool.close()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+    async def run_until_signalled(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logger.info("stopping: draining in-flight requests for up to %.0f s", self.config.drain_timeout_s)
+        await self.stop()

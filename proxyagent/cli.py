@@ -1,0 +1,90 @@
+"""``python -m proxyagent run``: flags, each also read from ``PROXYAGENT_<FLAG>``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from proxyagent import __version__
+from proxyagent.agent import Agent, AgentConfig
+
+ENV_PREFIX = "PROXYAGENT_"
+
+
+def _env_default(flag: str, default: object) -> object:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m proxyagent", description="The meshui sidecar proxy agent.")
+    parser.add_argument("--version", action="version", version=f"proxyagent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the sidecar in front of one app instance",
+        description="Every flag can also be set as an environment variable PROXYAGENT_<FLAG> "
+        "(PROXYAGENT_APP_PORT, for example).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def flag(name: str, default: object, help_text: str, kind: type = str, required: bool = False) -> None:
+        value = _env_default(name, default)
+        run.add_argument(f"--{name}", type=kind, default=value, required=required and value is None, help=help_text)
+
+    flag("service", None, "the service this instance belongs to", required=True)
+    flag("namespace", "default", "the service's namespace")
+    flag("app-port", None, "the local app's port (inbound traffic goes there)", int, required=True)
+    flag("version", "v1", "the workload version label")
+    flag("workload", "", "the workload name (default <service>-<version>)")
+    flag("service-account", "default", "the workload's service account (its identity)")
+    flag("host", "127.0.0.1", "the address other agents reach this one on (inbound and admin gRPC bind here)")
+    flag("app-host", "127.0.0.1", "the local app's address")
+    flag("control-plane", "127.0.0.1:15010", "the control plane's MeshControl gRPC address")
+    flag("outbound-port", 15001, "outbound listener on 127.0.0.1 (the app calls out through it)", int)
+    flag("inbound-port", 15006, "inbound listener (other agents call in through it)", int)
+    flag("admin-port", 15000, "admin gRPC (AgentAdmin) port", int)
+    flag("admin-http-port", 15020, "admin HTTP port: /metrics, /healthz, /readyz", int)
+    flag("request-timeout", 15.0, "default request timeout in seconds", float)
+    flag("drain-timeout", 10.0, "seconds to let in-flight requests finish on shutdown", float)
+    flag("log-level", "INFO", "log level")
+    return parser
+
+
+def _install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = AgentConfig(
+        service=args.service,
+        namespace=args.namespace,
+        app_port=args.app_port,
+        version=args.version,
+        workload=args.workload,
+        service_account=args.service_account,
+        host=args.host,
+        app_host=args.app_host,
+        control_plane=args.control_plane,
+        outbound_port=args.outbound_port,
+        inbound_port=args.inbound_port,
+        admin_port=args.admin_port,
+        admin_http_port=args.admin_http_port,
+        request_timeout_s=args.request_timeout,
+        drain_timeout_s=args.drain_timeout,
+    )
+    _install_fast_loop()
+    try:
+        asyncio.run(Agent(config).run_until_signalled())
+    except OSError as exc:
+        print(f"proxyagent: {exc}", file=sys.stderr)
+        return 1
+    return 0

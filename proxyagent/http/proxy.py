@@ -1,0 +1,353 @@
+"""The HTTP/1.1 forwarding engine shared by the outbound and inbound listeners.
+
+One task per downstream connection: read a request head, ask the router where
+it goes, stream the body up, stream the response down, then the next request
+on the same connection. Bodies are never held whole, and a slow client only
+ever holds up its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proxyagent.http.headers import Headers, end_to_end, get, serialize
+from proxyagent.http.messages import ClientGone, RequestHead, RequestReader, ResponseHead, ResponseReader, UpstreamGone
+from proxyagent.http.upstream import ConnectionPool, UpstreamConnection
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.metrics import MeshMetrics, status_class
+from proxyagent.tracing import TraceContext, continue_or_start
+
+logger = logging.getLogger(__name__)
+
+_HOPS_HEADER = b"x-mesh-hops"
+_MAX_HOPS = 8
+_CHUNK_END = b"0\r\n\r\n"
+
+
+@dataclass(slots=True)
+class Target:
+    """Where one request goes, and what to say about it in metrics."""
+
+    host: str
+    port: int
+    path: bytes
+    destination_service: str
+    destination_workload: str
+    source_workload: str
+    timeout_s: float
+    extra_headers: Headers = field(default_factory=list)
+    on_done: Callable[[], None] | None = None
+
+
+class Router(Protocol):
+    direction: str
+
+    def route(self, head: RequestHead) -> Target:
+        """Where the request goes; raises ``MeshError`` when it cannot go anywhere."""
+        ...
+
+
+@dataclass
+class ProxySettings:
+    agent_name: str
+    sample_traces: bool = True
+    idle_timeout_s: float = 60.0
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class HttpProxy:
+    def __init__(self, router: Router, pool: ConnectionPool, metrics: MeshMetrics, settings: ProxySettings) -> None:
+        self._router = router
+        self._pool = pool
+        self._metrics = metrics
+        self._settings = settings
+        self._via = b"1.1 " + settings.agent_name.encode()
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        requests = RequestReader(reader)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._settings.idle_timeout_s):
+                        head = await requests.next_head()
+                except TimeoutError:
+                    return
+                if head is None:
+                    return
+                if not await self._exchange(head, requests, reader, writer):
+                    return
+        except MeshError as exc:  # malformed request: answer and close, never forward
+            self._metrics.mesh_errors.labels(self._router.direction, str(exc.code)).inc()
+            with contextlib.suppress(ConnectionError):
+                writer.write(exc.response(keep_alive=False))
+                await writer.drain()
+        except (ConnectionError, ClientGone):
+            pass
+        except Exception:  # a bug of ours: keep the agent up, drop only this connection
+            logger.exception("unexpected error on a %s connection", self._router.direction)
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _exchange(
+        self,
+        head: RequestHead,
+        requests: RequestReader,
+        client_reader: asyncio.StreamReader,
+        client: asyncio.StreamWriter,
+    ) -> bool:
+        """Proxy one request; returns whether the client connection may carry another."""
+        started = time.perf_counter()
+        direction = self._router.direction
+        labels: tuple[str, str, str, str, str] | None = None
+        request_bytes = response_bytes = 0
+        status = 0
+        target: Target | None = None
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            try:
+                hops = int(get(head.headers, _HOPS_HEADER) or b"0")
+            except ValueError:
+                raise MeshError(MeshErrorCode.BAD_REQUEST, "x-mesh-hops must be a number") from None
+            if hops >= _MAX_HOPS:
+                raise MeshError(MeshErrorCode.LOOP_DETECTED, f"request passed {hops} mesh hops; is it looping?")
+            target = self._router.route(head)
+            labels = (direction, target.source_workload, target.destination_service, target.destination_workload, "")
+            self._metrics.in_flight.labels(direction, target.destination_service).inc()
+            trace = continue_or_start(get(head.headers, b"traceparent"), sample=self._settings.sample_traces)
+            if get(head.headers, b"expect") is not None and head.version == "1.1":
+                # Answer 100-continue ourselves so the client sends its body while we connect upstream.
+                client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if head.upgrade:
+                status = await self._tunnel(head, target, trace, requests, client_reader, client)
+                return False
+            status, request_bytes, response_bytes, keep = await self._forward(head, target, trace, requests, client)
+            return keep and head.keep_alive
+        except MeshError as exc:
+            status = exc.status
+            self._metrics.mesh_errors.labels(direction, str(exc.code)).inc()
+            if exc.code is MeshErrorCode.BAD_REQUEST:
+                raise
+            # The rest of a request body we did not forward must be read off the connection first.
+            with contextlib.suppress(MeshError):
+                async for _ in requests.body(head):
+                    pass
+            client.write(exc.response(keep_alive=head.keep_alive))
+            await client.drain()
+            return head.keep_alive
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+            if target is not None:
+                self._metrics.in_flight.labels(direction, target.destination_service).dec()
+                if target.on_done is not None:
+                    target.on_done()
+            if labels is None:
+                labels = (direction, "unknown", "unknown", "unknown", "")
+            if status:
+                self._metrics.observe(
+                    (*labels[:4], status_class(status)),
+                    seconds=time.perf_counter() - started,
+                    request_bytes=request_bytes,
+                    response_bytes=response_bytes,
+                    failed=status >= 500,
+                )
+
+    def _upstream_head(self, head: RequestHead, target: Target, trace: TraceContext) -> bytes:
+        replaced = {b"traceparent", b"expect", _HOPS_HEADER, *(name.lower() for name, _ in target.extra_headers)}
+        headers = [(n, v) for n, v in end_to_end(head.headers) if n.lower() not in replaced]
+        headers.extend(target.extra_headers)
+        headers.append((b"traceparent", trace.header()))
+        headers.append((b"via", self._via))
+        hops = int(get(head.headers, _HOPS_HEADER) or b"0") + 1
+        headers.append((_HOPS_HEADER, str(hops).encode()))
+        if head.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        if head.upgrade:
+            headers.append((b"connection", b"upgrade"))
+            upgrade = get(head.headers, b"upgrade")
+            if upgrade is not None:
+                headers.append((b"upgrade", upgrade))
+        return serialize(head.method + b" " + target.path + b" HTTP/1.1", headers)
+
+    async def _forward(
+        self,
+        head: RequestHead,
+        target: Target,
+        trace: TraceContext,
+        requests: RequestReader,
+        client: asyncio.StreamWriter,
+    ) -> tuple[int, int, int, bool]:
+        upstream_head = self._upstream_head(head, target, trace)
+        deadline = asyncio.get_running_loop().time() + target.timeout_s
+        request_bytes = 0
+        conn = await self._pool.acquire(target.host, target.port)
+        reusable = False
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn, request_bytes, response = await self._send_request(
+                        conn, head, target, upstream_head, requests
+                    )
+                    response_head = await response.read_head()
+            except TimeoutError:
+                raise MeshError(
+                    MeshErrorCode.TIMEOUT, f"no response from {target.destination_service} in {target.timeout_s:g} s"
+                ) from None
+            except (UpstreamGone, ConnectionError) as exc:
+                raise MeshError(MeshErrorCode.UPSTREAM_RESET, str(exc) or type(exc).__name__) from None
+            response_bytes, keep = await self._relay_response(head, response_head, response, client)
+            reusable = response.complete and response_head.keep_alive
+            return response_head.status, request_bytes, response_bytes, keep
+        finally:
+            if reusable:
+                self._pool.release(conn)
+            else:
+                conn.close()
+
+    async def _send_request(
+        self, conn: UpstreamConnection, head: RequestHead, target: Target, upstream_head: bytes, requests: RequestReader
+    ) -> tuple[UpstreamConnection, int, ResponseReader]:
+        head_only = head.method == b"HEAD"
+        if not head.has_body:
+            conn.writer.write(upstream_head)
+            response = ResponseReader(conn.reader, head_request=head_only)
+            if not conn.reused:
+                return conn, 0, response
+            # A pooled connection the upstream closed while idle fails on first use; with no
+            # body sent yet, one retry on a fresh connection is safe.
+            try:
+                await conn.writer.drain()
+                await response.read_head()
+            except (UpstreamGone, ConnectionError):
+                if response.got_bytes:
+                    raise
+                conn.close()
+                conn = await self._pool.acquire(target.host, target.port, fresh=True)
+                conn.writer.write(upstream_head)
+                return conn, 0, ResponseReader(conn.reader, head_request=head_only)
+            return conn, 0, response
+        writer = conn.writer
+        writer.write(upstream_head)
+        sent = 0
+        async for chunk in requests.body(head):
+            sent += len(chunk)
+            writer.write(_chunk(chunk) if head.chunked else chunk)
+            await writer.drain()
+        if head.chunked:
+            writer.write(_CHUNK_END)
+        await writer.drain()
+        return conn, sent, ResponseReader(conn.reader, head_request=head_only)
+
+    async def _relay_response(
+        self, request: RequestHead, head: ResponseHead, response: ResponseReader, client: asyncio.StreamWriter
+    ) -> tuple[int, bool]:
+        """Stream the response down; returns body bytes sent and whether the client connection stays open."""
+        client_http11 = request.version == "1.1"
+        has_body = not response.complete
+        rechunk = has_body and (head.chunked or response.close_delimited) and client_http11
+        keep = request.keep_alive and head.keep_alive and (not has_body or rechunk or head.content_length is not None)
+        headers = end_to_end(head.headers)
+        headers.append((b"via", self._via))
+        if rechunk:
+            headers.append((b"transfer-encoding", b"chunked"))
+        if not keep:
+            headers.append((b"connection", b"close"))
+        version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
+        out = [serialize(b"%b %d %b" % (version, head.status, head.reason), headers)]
+        sent = 0
+        first = response.buffered_body()
+        for chunk in first:
+            sent += len(chunk)
+            out.append(_chunk(chunk) if rechunk else chunk)
+        if response.complete and rechunk:
+            out.append(_CHUNK_END)
+        client.write(b"".join(out))
+        if not response.complete:
+            try:
+                async for chunk in response.body():
+                    sent += len(chunk)
+                    client.write(_chunk(chunk) if rechunk else chunk)
+                    await client.drain()
+            except UpstreamGone:
+                # The head is out; all we can do is end the connection so the client sees a truncated body.
+                logger.warning("upstream reset in the middle of a response body")
+                return sent, False
+            if rechunk:
+                client.write(_CHUNK_END)
+        await client.drain()
+        return sent, keep
+
+    async def _tunnel(
+        self,
+        head: RequestHead,
+        target: Target,
+        trace: TraceContext,
+        requests: RequestReader,
+        client_reader: asyncio.StreamReader,
+        client: asyncio.StreamWriter,
+    ) -> int:
+        """Upgrade (WebSocket): forward the handshake; after a 101, copy bytes both ways until either side closes."""
+        conn = await self._pool.acquire(target.host, target.port, fresh=True)
+        try:
+            conn.writer.write(self._upstream_head(head, target, trace))
+            response = ResponseReader(conn.reader, head_request=False)
+            try:
+                async with asyncio.timeout(target.timeout_s):
+                    response_head = await response.read_head()
+            except TimeoutError:
+                raise MeshError(MeshErrorCode.TIMEOUT, "no answer to the upgrade request") from None
+            except (UpstreamGone, ConnectionError) as exc:
+                raise MeshError(MeshErrorCode.UPSTREAM_RESET, str(exc)) from None
+            if response_head.status != 101:
+                await self._relay_response(head, response_head, response, client)
+                return response_head.status
+            headers = end_to_end(response_head.headers, keep=(b"connection", b"upgrade"))
+            client.write(serialize(b"HTTP/1.1 101 %b" % response_head.reason, headers) + response.upgraded_leftover)
+            if requests.upgraded_leftover:
+                conn.writer.write(requests.upgraded_leftover)
+            await asyncio.gather(_pipe(client_reader, conn.writer), _pipe(conn.reader, client))
+            return 101
+        finally:
+            conn.close()
+
+    async def drain(self, deadline_s: float) -> None:
+        """Wait for in-flight requests to finish (up to ``deadline_s``), then cancel what is left."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), deadline_s)
+        for task in list(self._connections):
+            task.cancel()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            if writer.can_write_eof():
+                writer.write_eof()

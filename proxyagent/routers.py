@@ -1,0 +1,97 @@
+"""Where requests go: outbound by the destination's name, inbound to the local app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from proxyagent.balancer import Balancer
+from proxyagent.config_store import ConfigStore
+from proxyagent.http.headers import get
+from proxyagent.http.messages import RequestHead
+from proxyagent.http.proxy import Target
+from proxyagent.identity import AgentIdentity
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
+
+SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
+
+
+def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
+    """(host, origin-form path) from an origin-form request plus Host, or an absolute-form one (HTTP_PROXY)."""
+    target = head.target
+    if target.startswith((b"http://", b"https://")):
+        parts = urlsplit(target)
+        path = parts.path or b"/"
+        if parts.query:
+            path += b"?" + parts.query
+        return parts.netloc, path
+    host = get(head.headers, b"host")
+    if host is None:
+        raise MeshError(MeshErrorCode.BAD_REQUEST, "a Host header (the destination service) is required")
+    return host, target
+
+
+class OutboundRouter:
+    """The app's calls out: pick an endpoint of the named destination."""
+
+    direction = "outbound"
+
+    def __init__(
+        self, identity: AgentIdentity, store: ConfigStore, balancer: Balancer, default_timeout_s: float
+    ) -> None:
+        self._identity = identity
+        self._store = store
+        self._balancer = balancer
+        self._default_timeout_s = default_timeout_s
+        self._source_header = (SOURCE_WORKLOAD_HEADER, identity.workload.encode())
+
+    def route(self, head: RequestHead) -> Target:
+        host, path = _split_target(head)
+        name = host.decode("latin-1")
+        destination = self._store.table.lookup(name, own_namespace=self._identity.namespace)
+        if destination is None:
+            raise MeshError(MeshErrorCode.NO_ROUTE, f"no service named {name!r} in the mesh")
+        endpoint = self._balancer.pick(destination)
+        if endpoint is None:
+            raise MeshError(MeshErrorCode.NO_HEALTHY_UPSTREAM, f"{destination.key} has no healthy instance")
+        self._balancer.started(endpoint)
+        balancer = self._balancer
+        done: Callable[[], None] = lambda: balancer.finished(endpoint)  # noqa: E731
+        return Target(
+            host=endpoint.address,
+            port=endpoint.port,
+            path=path,
+            destination_service=destination.key,
+            destination_workload=endpoint.workload,
+            source_workload=self._identity.workload,
+            timeout_s=destination.request_timeout_s or self._default_timeout_s,
+            # Overwrites whatever the app sent, so the callee's metrics name the real caller.
+            extra_headers=[self._source_header],
+            on_done=done,
+        )
+
+
+class InboundRouter:
+    """Calls in from other agents: always to the local app."""
+
+    direction = "inbound"
+
+    def __init__(self, identity: AgentIdentity, app_host: str, app_port: int, timeout_s: float) -> None:
+        self._identity = identity
+        self._app_host = app_host
+        self._app_port = app_port
+        self._timeout_s = timeout_s
+        self._service = f"{identity.service}.{identity.namespace}"
+
+    def route(self, head: RequestHead) -> Target:
+        source = get(head.headers, SOURCE_WORKLOAD_HEADER)
+        _, path = _split_target(head) if head.target.startswith(b"http") else (b"", head.target)
+        return Target(
+            host=self._app_host,
+            port=self._app_port,
+            path=path,
+            destination_service=self._service,
+            destination_workload=self._identity.workload,
+            source_workload=source.decode("latin-1") if source else "unknown",
+            timeout_s=self._timeout_s,
+        )

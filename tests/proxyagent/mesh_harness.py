@@ -1,0 +1,92 @@
+"""Agents in a background event loop, wired to sample apps with a static config (no control plane)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from proxyagent.agent import Agent, AgentConfig
+from proxyagent.protocol.v1 import snapshot_pb2
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class Mesh:
+    def __init__(self, loop: LoopThread) -> None:
+        self.loop = loop
+        self.agents: list[Agent] = []
+
+    def agent(self, service: str, app_port: int, **overrides: Any) -> Agent:
+        config = AgentConfig(
+            service=service,
+            namespace="shop",
+            app_port=app_port,
+            outbound_port=0,
+            inbound_port=0,
+            admin_port=0,
+            admin_http_port=0,
+            control_plane="",
+            drain_timeout_s=1.0,
+            **overrides,
+        )
+        agent = Agent(config)
+        self.loop.run(agent.start())
+        self.agents.append(agent)
+        return agent
+
+    def configure(self, agent: Agent, version: int, *destinations: snapshot_pb2.Destination) -> None:
+        async def apply() -> tuple[bool, str]:
+            return agent.store.apply(snapshot_pb2.Snapshot(version=version, destinations=list(destinations)))
+
+        accepted, reason = self.loop.run(apply())
+        assert accepted, reason
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            self.loop.run(agent.stop())
+
+
+def destination(
+    service: str, *ports: int, workloads: list[str] | None = None, least_request: bool = False, timeout_ms: int = 0
+) -> snapshot_pb2.Destination:
+    names = workloads or [f"{service}-v1"] * len(ports)
+    return snapshot_pb2.Destination(
+        service=service,
+        namespace="shop",
+        load_balancer=snapshot_pb2.LOAD_BALANCER_LEAST_REQUEST
+        if least_request
+        else snapshot_pb2.LOAD_BALANCER_ROUND_ROBIN,
+        endpoints=[
+            snapshot_pb2.Endpoint(address="127.0.0.1", port=p, workload=w) for p, w in zip(ports, names, strict=True)
+        ],
+        request_timeout_ms=timeout_ms,
+    )
+
+
+@contextmanager
+def mesh() -> Iterator[Mesh]:
+    loop = LoopThread()
+    built = Mesh(loop)
+    try:
+        yield built
+    finally:
+        built.stop()
+        loop.close()
