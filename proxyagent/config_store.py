@@ -105,8 +105,19 @@ class ConfigStore:
     def on_reject(self, listener: Callable[[str], None]) -> None:
         self._reject_listeners.append(listener)
 
-    def apply(self, snapshot: snapshot_pb2.Snapshot) -> tuple[bool, str]:
-        """Returns ``(accepted, reason)``; a rejection is logged and counted, and the old table stays."""
+    def apply(self, snapshot: snapshot_pb2.Snapshot, *, new_epoch: bool = False) -> tuple[bool, str]:
+        """Returns ``(accepted, reason)``; a rejection is logged and counted, and the old table stays.
+
+        ``new_epoch`` (on registration) accepts a lower version: the control
+        plane's counter went back (its database was restored), and its word is
+        the truth again.
+        """
+        if new_epoch and snapshot.version != self.table.version:
+            try:
+                table = routing_table_from_snapshot(snapshot)
+            except SnapshotRejected as exc:
+                return self._reject(snapshot.version, str(exc))
+            return self._install(table)
         if snapshot.version < self.table.version:
             return self._reject(snapshot.version, f"version {snapshot.version} is older than applied {self.version}")
         if snapshot.version == self.table.version:
@@ -115,6 +126,9 @@ class ConfigStore:
             table = routing_table_from_snapshot(snapshot)
         except SnapshotRejected as exc:
             return self._reject(snapshot.version, str(exc))
+        return self._install(table)
+
+    def _install(self, table: RoutingTable) -> tuple[bool, str]:
         self.table = table
         self.applied_total += 1
         logger.info("applied config version %d (%d destinations)", table.version, len(table.destinations))

@@ -64,7 +64,7 @@ class ControlPlaneClient:
             raise
         if reply.heartbeat_interval_ms:
             self.heartbeat_interval_s = reply.heartbeat_interval_ms / 1000
-        self._store.apply(reply.snapshot)
+        self._store.apply(reply.snapshot, new_epoch=True)
         self.registered = True
         logger.info("registered with %s as %s (config version %d)", self._target, reply.agent_id, self._store.version)
 

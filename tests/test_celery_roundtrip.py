@@ -16,6 +16,7 @@ from meshui.health.tasks import ping
 
 @pytest.fixture
 def worker() -> Iterator[Any]:
+    app.control.purge()  # tasks queued by earlier tests are not this test's business
     # The worker thread needs no database: the ping task touches none.
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, loglevel="WARNING") as running:
         yield running

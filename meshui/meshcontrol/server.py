@@ -25,12 +25,14 @@ class MeshControlServer:
     def __init__(self, bind: str) -> None:
         self.bind = bind
         self.port: int | None = None
-        self._server = grpc.aio.server()
-        control_pb2_grpc.add_MeshControlServicer_to_server(MeshControlServicer(), self._server)
+        self._server: grpc.aio.Server | None = None
         # Kept so the task is not garbage collected while it runs.
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
+        # Created here, not in __init__: a grpc.aio server belongs to the loop it is created on.
+        self._server = grpc.aio.server()
+        control_pb2_grpc.add_MeshControlServicer_to_server(MeshControlServicer(), self._server)
         self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
             raise OSError(f"cannot bind the mesh control gRPC server to {self.bind}")
@@ -50,11 +52,13 @@ class MeshControlServer:
                 logger.exception("expiring silent agents failed")
 
     async def wait(self) -> None:
-        await self._server.wait_for_termination()
+        if self._server is not None:
+            await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self._server.stop(grace)
+        if self._server is not None:
+            await self._server.stop(grace)

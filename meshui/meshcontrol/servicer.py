@@ -55,7 +55,8 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
         self, request: control_pb2.HeartbeatRequest, context: Context
     ) -> control_pb2.HeartbeatResponse:
         result = await sync_to_async(do_record_heartbeat)(request.agent_id, request.applied_version, request.healthy)
-        if not result.known:
+        if not result.known or request.applied_version > result.latest_version:
+            # Unknown, or ahead of us (our database went back in time): registering again resyncs both sides.
             return control_pb2.HeartbeatResponse(latest_version=result.latest_version, reregister=True)
         reply = control_pb2.HeartbeatResponse(latest_version=result.latest_version)
         if request.applied_version < result.latest_version:

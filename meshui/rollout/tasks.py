@@ -48,11 +48,13 @@ async def _push_all(
 def push_snapshots(version: int) -> dict[str, int]:
     """Push the current snapshot to every connected agent that is behind it, concurrently.
 
-    ``version`` is the version that triggered the push; a newer one may exist
-    by the time this runs, and is what gets pushed. Agents that miss a push
+    ``version`` is the version that triggered the push (kept in the task for
+    the logs); a newer one may exist by the time this runs, and is what gets pushed. Agents that miss a push
     catch up through their next heartbeat.
     """
-    latest = max(MeshVersion.current(), version)
+    # Always the current version: a task queued before a database reset may carry a
+    # number the counter has not reached again, and agents never accept going back.
+    latest = MeshVersion.current()
     agents = list(
         Agent.objects.filter(status=AgentStatus.CONNECTED)
         .exclude(admin_address="")

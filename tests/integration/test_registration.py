@@ -64,6 +64,7 @@ class LocalAgent:
 
 @pytest.fixture
 def worker(transactional_db: None) -> Iterator[Any]:
+    app.control.purge()  # pushes queued by earlier tests name agents that no longer exist
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, loglevel="WARNING") as running:
         yield running
 
@@ -223,3 +224,16 @@ async def test_an_agent_rejects_an_invalid_push_and_keeps_its_config(
     assert "out of range" in result.detail or "invalid address" in result.detail
     assert result.applied_version == before.version
     assert reviews.store.table is before
+
+
+async def test_an_agent_ahead_of_the_control_plane_resyncs_by_registering_again(
+    start_agent: Callable[..., Awaitable[LocalAgent]],
+) -> None:
+    reviews = await start_agent("reviews")
+    # As if the control plane's database had been restored from an older backup.
+    reviews.store.apply(snapshot_pb2.Snapshot(version=reviews.store.version + 100))
+    await reviews.client.heartbeat()
+    assert reviews.client.registered is False
+    await reviews.client.register()
+    assert reviews.store.version == await sync_to_async(MeshVersion.current)()
+    assert reviews.endpoints_of("reviews") == [reviews.identity.inbound_port]

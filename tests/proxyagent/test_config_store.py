@@ -80,3 +80,13 @@ def test_hosts_resolve_to_destinations(host: str, found: bool) -> None:
     store = ConfigStore()
     store.apply(_snapshot(1, ("127.0.0.1", 15006)))
     assert (store.table.lookup(host, own_namespace="shop") is not None) is found
+
+
+def test_a_new_epoch_accepts_a_lower_version() -> None:
+    store = ConfigStore()
+    store.apply(_snapshot(9, ("127.0.0.1", 15006)))
+    assert store.apply(_snapshot(2, ("127.0.0.1", 15007)), new_epoch=True) == (True, "")
+    assert store.version == 2
+    destination = store.table.lookup("reviews", own_namespace="shop")
+    assert destination is not None
+    assert destination.endpoints[0].port == 15007
