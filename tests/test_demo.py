@@ -1,8 +1,11 @@
 """`make demo` end to end: the launcher on a fresh data dir with neither DATABASE_URL nor REDIS_URL set.
 
-Starts the real processes (embedded Redis, uvicorn, Celery worker and beat),
-logs in like a browser, makes a token, creates a namespace and a service with
-it, then stops everything with SIGINT as Ctrl-C would.
+Starts the real processes (embedded Redis, uvicorn, Celery worker and beat,
+the mesh control gRPC server, seven sidecars, six sample apps and the load
+generator), checks that traffic flows through every sidecar and that the
+agents show up in the API, logs in like a browser, makes a token, creates a
+namespace and a service with it, then stops everything with SIGINT as Ctrl-C
+would.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def _free_port() -> int:
 
 
 class Demo:
-    def __init__(self, process: subprocess.Popen[str], base: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], base: str, data_dir: Path) -> None:
         self.process = process
         self.base = base
+        self.data_dir = data_dir
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
@@ -49,8 +53,13 @@ class Demo:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            # SIGINT first: the launcher stops its children (each in its own session) before it exits.
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
         self._pump_thread.join(timeout=10)
         assert self.process.stdout is not None
         self.process.stdout.close()
@@ -83,7 +92,18 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     }
     env.update({"MESHUI_DATA_DIR": str(tmp_path / "data"), "MESHUI_ADMIN_PASSWORD": PASSWORD})
     process = subprocess.Popen(
-        [sys.executable, "-m", "meshui.launcher", "demo", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "meshui.launcher",
+            "demo",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(_free_port()),
+            "--rate",
+            "20",
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -91,7 +111,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         text=True,
         start_new_session=True,
     )
-    running = Demo(process, f"http://127.0.0.1:{port}")
+    running = Demo(process, f"http://127.0.0.1:{port}", tmp_path / "data")
     try:
         yield running
     finally:
@@ -160,15 +180,56 @@ def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
 
     api = Browser(demo.base)
     bearer = {"Authorization": f"Bearer {token}"}
-    status, body = api.request("POST", "/api/v1/namespaces/", {"name": "shop"}, bearer)
+    status, body = api.request("POST", "/api/v1/namespaces/", {"name": "payments"}, bearer)
     assert status == 201, body
-    status, body = api.request("POST", "/api/v1/services/", {"namespace": "shop", "name": "cart"}, bearer)
+    status, body = api.request("POST", "/api/v1/services/", {"namespace": "payments", "name": "cart"}, bearer)
     assert status == 201, body
-    status, body = api.request("GET", "/api/v1/services/?namespace=shop", headers=bearer)
+    status, body = api.request("GET", "/api/v1/services/?namespace=payments", headers=bearer)
     assert [row["name"] for row in json.loads(body)["results"]] == ["cart"]
+
+    _assert_traffic_flows_through_every_sidecar(demo, api, bearer)
 
     assert demo.process.poll() is None, "every process is still up"
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=60) == 0
     with pytest.raises(urllib.error.URLError, match="Connection refused"):  # the web server is gone
         urllib.request.urlopen(demo.base + "/healthz", timeout=2)
+
+
+def _requests_seen(admin_http_port: int) -> dict[str, float]:
+    """Completed requests by direction, from one sidecar's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_http_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    seen = {"inbound": 0.0, "outbound": 0.0}
+    for line in text.splitlines():
+        if line.startswith("mesh_requests_total{"):
+            direction = "inbound" if 'direction="inbound"' in line else "outbound"
+            seen[direction] += float(line.rsplit(" ", 1)[1])
+    return seen
+
+
+def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer: dict[str, str]) -> None:
+    manifest = json.loads((demo.data_dir / "demo-mesh.json").read_text())
+    agents = {f"{a['service']}-{a['version']}": a for a in manifest["agents"]}
+    assert set(agents) == {
+        "web-v1",
+        "catalog-v1",
+        "inventory-v1",
+        "reviews-v1",
+        "reviews-v2",
+        "ratings-v1",
+        "loadgen-v1",
+    }
+    callers = {"web-v1", "catalog-v1", "reviews-v1", "reviews-v2", "loadgen-v1"}
+    deadline = time.monotonic() + 60
+    while True:
+        seen = {name: _requests_seen(agent["admin_http"]) for name, agent in agents.items()}
+        missing = [n for n in agents if n != "loadgen-v1" and not seen[n]["inbound"]]
+        missing += [n for n in callers if not seen[n]["outbound"]]
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"no traffic through {missing}: {seen}"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    status, body = api.request("GET", "/api/v1/agents/?namespace=shop&status=connected", headers=bearer)
+    assert status == 200, body
+    assert json.loads(body)["count"] == 7

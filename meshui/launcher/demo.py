@@ -1,7 +1,9 @@
-"""``make demo``: the whole control plane on one machine, with one command.
+"""``make demo``: the whole mesh on one machine, with one command.
 
 Migrates the database, makes sure an admin exists, then runs the web server
-(uvicorn, ASGI), a Celery worker and Celery beat, with an embedded Redis when
+(uvicorn, ASGI), a Celery worker and Celery beat, the mesh control gRPC
+server, and the sample application (six workloads of five services, each
+with its own sidecar, plus a load generator), with an embedded Redis when
 ``REDIS_URL`` is unset. Ctrl-C (or SIGTERM) stops them all, newest first.
 """
 
@@ -18,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from meshui.launcher import sample_mesh
 from meshui.launcher.embedded_redis import EmbeddedRedis
 from meshui.launcher.processes import ProcessGroup
 
@@ -49,11 +52,31 @@ def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _start_sample_mesh(group: ProcessGroup, control_plane: str, data_dir: Path, rate: float) -> None:
+    agents = sample_mesh.plan()
+    sample_mesh.write_manifest(data_dir / "demo-mesh.json", agents)
+    for ports in agents:
+        group.start(f"agent {ports.service}-{ports.version}", sample_mesh.agent_argv(ports, control_plane))
+    for workload, ports in zip(sample_mesh.TOPOLOGY, agents, strict=False):
+        group.start(f"app {ports.service}-{ports.version}", sample_mesh.app_argv(workload, ports))
+    for ports in agents:
+        _wait_http_ok(f"http://127.0.0.1:{ports.admin_http}/readyz", group, READY_TIMEOUT_SECONDS)
+    group.start("load generator", sample_mesh.load_generator_argv(agents[-1], rate))
+    print(f"meshui: sample mesh up, {len(agents)} sidecars; ports in {data_dir / 'demo-mesh.json'}", flush=True)
+    for ports in agents:
+        print(f"  {ports.service}-{ports.version}: metrics http://127.0.0.1:{ports.admin_http}/metrics", flush=True)
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m meshui.launcher demo", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("MESHUI_HOST", "127.0.0.1"), help="web server address")
     parser.add_argument("--port", type=int, default=int(os.environ.get("MESHUI_PORT", "8000")), help="web server port")
     parser.add_argument("--no-worker", action="store_true", help="do not start the Celery worker and beat")
+    parser.add_argument(
+        "--grpc-port", type=int, default=int(os.environ.get("MESH_GRPC_PORT", "15010")), help="mesh control gRPC port"
+    )
+    parser.add_argument("--no-sample-mesh", action="store_true", help="run only the control plane")
+    parser.add_argument("--rate", type=float, default=10.0, help="the load generator's requests per second")
     return parser.parse_args(argv)
 
 
@@ -97,8 +120,12 @@ def run(argv: list[str]) -> int:
                 "beat",
                 [*celery, "beat", "--loglevel", "INFO", "--schedule", str(data_dir / "celerybeat-schedule")],
             )
+        control_plane = f"127.0.0.1:{args.grpc_port}"
+        group.start("meshgrpc", [*manage, "meshgrpc", "--bind", control_plane])
         base = f"http://{args.host}:{args.port}"
         _wait_http_ok(f"{base}/healthz", group, READY_TIMEOUT_SECONDS)
+        if not args.no_sample_mesh:
+            _start_sample_mesh(group, control_plane, data_dir, args.rate)
         print(f"\nmeshui is running at {base}/  (API docs {base}/api/docs/, admin {base}/admin/)", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while True:

@@ -1,0 +1,88 @@
+"""The demo's sample application: which services exist, who calls whom, and the processes that run them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NAMESPACE = "shop"
+
+
+@dataclass(frozen=True)
+class SampleWorkload:
+    service: str
+    version: str
+    calls: tuple[str, ...] = ()
+    error_rate: float = 0.0
+    slow_rate: float = 0.0
+
+
+# web → catalog → inventory, web → reviews (v1, v2) → ratings; a load generator calls web.
+TOPOLOGY: tuple[SampleWorkload, ...] = (
+    SampleWorkload("web", "v1", ("catalog", "reviews"), error_rate=0.01),
+    SampleWorkload("catalog", "v1", ("inventory",), slow_rate=0.02),
+    SampleWorkload("inventory", "v1", error_rate=0.03),
+    SampleWorkload("reviews", "v1", ("ratings",)),
+    SampleWorkload("reviews", "v2", ("ratings",), error_rate=0.05, slow_rate=0.1),
+    SampleWorkload("ratings", "v1", error_rate=0.02),
+)
+LOAD_GENERATOR = SampleWorkload("loadgen", "v1", ("web",))
+
+
+@dataclass
+class AgentPorts:
+    service: str
+    version: str
+    app: int
+    outbound: int
+    inbound: int
+    admin: int
+    admin_http: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def plan() -> list[AgentPorts]:
+    return [
+        AgentPorts(w.service, w.version, free_port(), free_port(), free_port(), free_port(), free_port())
+        for w in (*TOPOLOGY, LOAD_GENERATOR)
+    ]
+
+
+def agent_argv(ports: AgentPorts, control_plane: str) -> list[str]:
+    return [
+        sys.executable, "-m", "proxyagent", "run",
+        "--service", ports.service, "--namespace", NAMESPACE, "--version", ports.version,
+        "--app-port", str(ports.app), "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
+        "--admin-port", str(ports.admin), "--admin-http-port", str(ports.admin_http),
+        "--control-plane", control_plane, "--log-level", "WARNING",
+    ]  # fmt: skip
+
+
+def app_argv(workload: SampleWorkload, ports: AgentPorts) -> list[str]:
+    return [
+        sys.executable, "-m", "meshui.launcher.sample_app", "--name", f"{workload.service}-{workload.version}",
+        "--port", str(ports.app), "--calls", ",".join(workload.calls), "--outbound", f"127.0.0.1:{ports.outbound}",
+        "--error-rate", str(workload.error_rate), "--slow-rate", str(workload.slow_rate),
+    ]  # fmt: skip
+
+
+def load_generator_argv(ports: AgentPorts, rate: float) -> list[str]:
+    return [
+        sys.executable, "-m", "meshui.launcher.load_generator",
+        "--target", f"127.0.0.1:{ports.outbound}", "--host-header", "web", "--rate", str(rate),
+    ]  # fmt: skip
+
+
+def write_manifest(path: Path, agents: list[AgentPorts]) -> None:
+    """Where everything listens, for people (and the demo test) to find each agent's /metrics."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"namespace": NAMESPACE, "agents": [asdict(a) for a in agents]}, indent=2))
