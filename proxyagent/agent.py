@@ -20,6 +20,7 @@ from proxyagent.http.upstream import ConnectionPool
 from proxyagent.identity import AgentIdentity
 from proxyagent.metrics import MeshMetrics
 from proxyagent.routers import InboundRouter, OutboundRouter
+from proxyagent.telemetry import SpanExporter
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ class AgentConfig:
     control_plane: str = "127.0.0.1:15010"
     request_timeout_s: float = 15.0
     drain_timeout_s: float = 10.0
-    sample_traces: bool = True
+    trace_sampling: float = 1.0
+    # Where spans go (OTLP/gRPC TraceService); None means the control plane, "" turns export off.
+    otlp_endpoint: str | None = None
 
     @property
     def workload_name(self) -> str:
@@ -67,6 +70,8 @@ class Agent:
         self._grpc: grpc.aio.Server | None = None
         # Kept so the task is not garbage collected while it runs.
         self._control_task: asyncio.Task[None] | None = None
+        self.spans: SpanExporter | None = None
+        self._span_task: asyncio.Task[None] | None = None
 
     def ready(self) -> bool:
         registered = self.client is None or self.client.registered
@@ -97,7 +102,20 @@ class Agent:
             self._grpc, AgentAdminServicer(self.store, self.identity, lambda: client is None or client.registered)
         )
 
-        settings = ProxySettings(agent_name=self.identity.agent_id, sample_traces=cfg.sample_traces)
+        settings = ProxySettings(agent_name=self.identity.agent_id, trace_sampling=cfg.trace_sampling)
+        otlp = cfg.control_plane if cfg.otlp_endpoint is None else cfg.otlp_endpoint
+        if otlp:
+            self.spans = SpanExporter(
+                otlp,
+                {
+                    "service.name": cfg.service,
+                    "service.namespace": cfg.namespace,
+                    "service.version": cfg.version,
+                    "mesh.workload": cfg.workload_name,
+                    "mesh.agent.id": self.identity.agent_id,
+                },
+            )
+            self._span_task = asyncio.create_task(self.spans.run(), name="span-export")
         outbound_pool, inbound_pool = ConnectionPool(), ConnectionPool()
         self._pools = [outbound_pool, inbound_pool]
         self.outbound = HttpProxy(
@@ -105,12 +123,14 @@ class Agent:
             outbound_pool,
             self.metrics,
             settings,
+            self.spans,
         )
         self.inbound = HttpProxy(
             InboundRouter(self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s),
             inbound_pool,
             self.metrics,
             settings,
+            self.spans,
         )
         outbound_server = await asyncio.start_server(
             self.outbound.handle_connection, "127.0.0.1", cfg.outbound_port, limit=2**20
@@ -145,6 +165,12 @@ class Agent:
                 await proxy.drain(self.config.drain_timeout_s)
         for pool in self._pools:
             await pool.close()
+        if self._span_task is not None:
+            self._span_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._span_task
+        if self.spans is not None:
+            await self.spans.close()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         for server in self._servers:

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("admin-http-port", 15020, "admin HTTP port: /metrics, /healthz, /readyz", int)
     flag("request-timeout", 15.0, "default request timeout in seconds", float)
     flag("drain-timeout", 10.0, "seconds to let in-flight requests finish on shutdown", float)
+    flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans (default: the control plane; empty: no export)")
+    flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
     flag("log-level", "INFO", "log level")
     return parser
 
@@ -62,7 +64,10 @@ def _install_fast_loop() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.trace_sampling <= 1.0:
+        parser.error("--trace-sampling must be between 0 and 1")
     logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = AgentConfig(
         service=args.service,
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         admin_http_port=args.admin_http_port,
         request_timeout_s=args.request_timeout,
         drain_timeout_s=args.drain_timeout,
+        otlp_endpoint=args.otlp_endpoint,
+        trace_sampling=args.trace_sampling,
     )
     _install_fast_loop()
     try:

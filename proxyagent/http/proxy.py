@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from proxyagent.http.messages import ClientGone, RequestHead, RequestReader, Res
 from proxyagent.http.upstream import ConnectionPool, UpstreamConnection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.metrics import MeshMetrics, status_class
+from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Attribute, SpanExporter, SpanRecord
 from proxyagent.tracing import TraceContext, continue_or_start
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ class Router(Protocol):
 @dataclass
 class ProxySettings:
     agent_name: str
-    sample_traces: bool = True
+    # Head sampling for traces this agent starts; a caller's sampling decision is always kept.
+    trace_sampling: float = 1.0
     idle_timeout_s: float = 60.0
 
 
@@ -65,8 +68,17 @@ def _chunk(data: bytes) -> bytes:
 
 
 class HttpProxy:
-    def __init__(self, router: Router, pool: ConnectionPool, metrics: MeshMetrics, settings: ProxySettings) -> None:
+    def __init__(
+        self,
+        router: Router,
+        pool: ConnectionPool,
+        metrics: MeshMetrics,
+        settings: ProxySettings,
+        spans: SpanExporter | None = None,
+    ) -> None:
         self._router = router
+        self._spans = spans
+        self._span_kind = SPAN_KIND_CLIENT if router.direction == "outbound" else SPAN_KIND_SERVER
         self._pool = pool
         self._metrics = metrics
         self._settings = settings
@@ -117,7 +129,10 @@ class HttpProxy:
     ) -> bool:
         """Proxy one request; returns whether the client connection may carry another."""
         started = time.perf_counter()
+        started_ns = time.time_ns()
         direction = self._router.direction
+        trace: TraceContext | None = None
+        mesh_error: MeshErrorCode | None = None
         labels: tuple[str, str, str, str, str] | None = None
         request_bytes = response_bytes = 0
         status = 0
@@ -125,6 +140,8 @@ class HttpProxy:
         self.in_flight += 1
         self._idle.clear()
         try:
+            sample = self._settings.trace_sampling >= 1.0 or random.random() < self._settings.trace_sampling  # noqa: S311
+            trace = continue_or_start(get(head.headers, b"traceparent"), sample=sample)
             try:
                 hops = int(get(head.headers, _HOPS_HEADER) or b"0")
             except ValueError:
@@ -134,7 +151,6 @@ class HttpProxy:
             target = self._router.route(head)
             labels = (direction, target.source_workload, target.destination_service, target.destination_workload, "")
             self._metrics.in_flight.labels(direction, target.destination_service).inc()
-            trace = continue_or_start(get(head.headers, b"traceparent"), sample=self._settings.sample_traces)
             if get(head.headers, b"expect") is not None and head.version == "1.1":
                 # Answer 100-continue ourselves so the client sends its body while we connect upstream.
                 client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -145,6 +161,7 @@ class HttpProxy:
             return keep and head.keep_alive
         except MeshError as exc:
             status = exc.status
+            mesh_error = exc.code
             self._metrics.mesh_errors.labels(direction, str(exc.code)).inc()
             if exc.code is MeshErrorCode.BAD_REQUEST:
                 raise
@@ -166,13 +183,57 @@ class HttpProxy:
             if labels is None:
                 labels = (direction, "unknown", "unknown", "unknown", "")
             if status:
+                elapsed = time.perf_counter() - started
                 self._metrics.observe(
                     (*labels[:4], status_class(status)),
-                    seconds=time.perf_counter() - started,
+                    seconds=elapsed,
                     request_bytes=request_bytes,
                     response_bytes=response_bytes,
                     failed=status >= 500,
                 )
+                if self._spans is not None and trace is not None and trace.sampled:
+                    self._record_span(head, labels, trace, status, mesh_error, started_ns, elapsed)
+
+    def _record_span(
+        self,
+        head: RequestHead,
+        labels: tuple[str, str, str, str, str],
+        trace: TraceContext,
+        status: int,
+        mesh_error: MeshErrorCode | None,
+        started_ns: int,
+        elapsed_s: float,
+    ) -> None:
+        assert self._spans is not None
+        method = head.method.decode("latin-1")
+        attributes: list[Attribute] = [
+            ("http.request.method", method),
+            ("url.path", head.target.split(b"?", 1)[0].decode("latin-1")),
+            ("http.response.status_code", status),
+            ("network.protocol.version", head.version),
+            ("server.address", labels[2]),
+            ("mesh.source.workload", labels[1]),
+            ("mesh.destination.service", labels[2]),
+            ("mesh.destination.workload", labels[3]),
+        ]
+        if mesh_error is not None:
+            attributes.append(("mesh.error", str(mesh_error)))
+            attributes.append(("error.type", str(mesh_error)))
+        elif status >= 500:
+            attributes.append(("error.type", str(status)))
+        self._spans.record(
+            SpanRecord(
+                trace_id=trace.trace_id,
+                span_id=trace.span_id,
+                parent_span_id=trace.parent_span_id,
+                name=f"{method} {labels[2]}",
+                kind=self._span_kind,
+                start_ns=started_ns,
+                end_ns=started_ns + int(elapsed_s * 1e9),
+                error=status >= 500,
+                attributes=tuple(attributes),
+            )
+        )
 
     def _upstream_head(self, head: RequestHead, target: Target, trace: TraceContext) -> bytes:
         replaced = {b"traceparent", b"expect", _HOPS_HEADER, *(name.lower() for name, _ in target.extra_headers)}
