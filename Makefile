@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto install install-dev clean
+.PHONY: demo test lint format proto bench bench-tools install install-dev clean
 
 $(VPY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "meshui needs Python 3.11, found " + sys.version'
@@ -36,7 +36,17 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy meshui proxyagent tests
+	$(VENV)/bin/mypy meshui proxyagent tests bench
+
+## Measure the sidecar against no proxy and HAProxy; writes docs/benchmarks.md.
+bench: $(RUNTIME_STAMP) bench-tools
+	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
+
+# HAProxy (the reference proxy and the backend), wrk and h2load come from Debian's packages.
+bench-tools:
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v h2load >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk nghttp2-client; \
+	  else echo "make bench needs haproxy, wrk and h2load: sudo apt-get install haproxy wrk nghttp2-client" >&2; exit 1; fi; }
 
 ## Regenerate the Python code for proxyagent/protocol/**/*.proto.
 proto: $(DEV_STAMP)

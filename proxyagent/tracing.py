@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from dataclasses import dataclass
 
 _TRACEPARENT = re.compile(rb"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -25,10 +25,12 @@ class TraceContext:
 
 def continue_or_start(traceparent: bytes | None, *, sample: bool) -> TraceContext:
     """A child of the incoming context when it is valid, else the root of a new trace."""
-    span_id = secrets.token_hex(8)
+    # Ids must be unique, not secret (as in OpenTelemetry's own generator); random
+    # avoids a getrandom() system call per request.
+    span_id = f"{random.getrandbits(64) or 1:016x}"
     if traceparent is not None:
         match = _TRACEPARENT.match(traceparent.strip().lower())
         if match and match.group(1) != _ZERO_TRACE and match.group(2) != _ZERO_SPAN:
             flags = int(match.group(3), 16)
             return TraceContext(match.group(1).decode(), match.group(2).decode(), span_id, bool(flags & 1))
-    return TraceContext(secrets.token_hex(16), None, span_id, sample)
+    return TraceContext(f"{random.getrandbits(128) or 1:032x}", None, span_id, sample)

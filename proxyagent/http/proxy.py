@@ -150,7 +150,7 @@ class HttpProxy:
                 raise MeshError(MeshErrorCode.LOOP_DETECTED, f"request passed {hops} mesh hops; is it looping?")
             target = self._router.route(head)
             labels = (direction, target.source_workload, target.destination_service, target.destination_workload, "")
-            self._metrics.in_flight.labels(direction, target.destination_service).inc()
+            self._metrics.in_flight_gauge(direction, target.destination_service).inc()
             if get(head.headers, b"expect") is not None and head.version == "1.1":
                 # Answer 100-continue ourselves so the client sends its body while we connect upstream.
                 client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -177,7 +177,7 @@ class HttpProxy:
             if not self.in_flight:
                 self._idle.set()
             if target is not None:
-                self._metrics.in_flight.labels(direction, target.destination_service).dec()
+                self._metrics.in_flight_gauge(direction, target.destination_service).dec()
                 if target.on_done is not None:
                     target.on_done()
             if labels is None:

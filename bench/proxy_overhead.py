@@ -1,0 +1,388 @@
+"""Proxy overhead, side by side in one run: no proxy, one sidecar, two sidecars, two HAProxy hops.
+
+Every configuration sends to the same backend (HAProxy answering 200 "ok"
+itself, so the backend costs next to nothing). Proxies are pinned to CPU 0;
+the load generator and the backend to CPU 1. Configurations are interleaved
+and repeated; each figure is the median over repetitions.
+
+- Constant rate: ``h2load --h1 --rps`` (open loop) at each rate, latency
+  percentiles from its per-request log, errors, and the proxies' CPU per
+  1000 rps from /proc.
+- Maximum throughput: ``wrk`` (closed loop) against one proxy hop (sidecar vs
+  HAProxy), with that proxy on one core.
+- Peak RSS of each sidecar (VmHWM).
+
+Telemetry is on: the sidecars record a span per request and export them over
+OTLP/gRPC to a receiver in this process, which accepts and discards them.
+
+    make bench            # or: python bench/proxy_overhead.py --duration 10 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from proxyagent.protocol.v1 import admin_pb2_grpc, snapshot_pb2  # noqa: E402
+
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class _Discard(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def Export(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self.spans += sum(len(s.spans) for rs in request.resource_spans for s in rs.scope_spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@dataclass
+class Processes:
+    tmp: Path
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, argv: list[str], cpu: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            ["taskset", "-c", cpu, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO
+        )
+        self.started.append(process)
+        return process
+
+    def haproxy(self, name: str, listen: int, upstream: int | None, cpu: str) -> subprocess.Popen[bytes]:
+        backend = (
+            '    http-request return status 200 content-type text/plain string "ok"\n'
+            if upstream is None
+            else f"    default_backend up\nbackend up\n    http-reuse always\n    server s1 127.0.0.1:{upstream}\n"
+        )
+        config = self.tmp / f"{name}.cfg"
+        config.write_text(
+            "global\n    maxconn 4000\n    nbthread 1\n"
+            "defaults\n    mode http\n    option http-keep-alive\n"
+            "    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n"
+            f"frontend {name}\n    bind 127.0.0.1:{listen}\n{backend}"
+        )
+        process = self.start(["haproxy", "-f", str(config), "-db"], cpu)
+        wait_port(listen)
+        return process
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.send_signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@dataclass
+class Sidecar:
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+
+
+def start_sidecar(procs: Processes, service: str, app_port: int, otlp: str) -> Sidecar:
+    ports = {name: free_port() for name in ("outbound", "inbound", "admin", "admin_http")}
+    process = procs.start(
+        [sys.executable, "-m", "proxyagent", "run", "--service", service, "--namespace", "bench",
+         "--app-port", str(app_port), "--control-plane", "", "--otlp-endpoint", otlp,
+         "--outbound-port", str(ports["outbound"]), "--inbound-port", str(ports["inbound"]),
+         "--admin-port", str(ports["admin"]), "--admin-http-port", str(ports["admin_http"]),
+         "--log-level", "WARNING"],
+        PROXY_CPU,
+    )  # fmt: skip
+    for port in ports.values():
+        wait_port(port)
+    return Sidecar(process, ports)
+
+
+def apply_route(sidecar: Sidecar, service: str, inbound_port: int) -> None:
+    snapshot = snapshot_pb2.Snapshot(
+        version=1,
+        destinations=[
+            snapshot_pb2.Destination(
+                service=service,
+                namespace="bench",
+                endpoints=[snapshot_pb2.Endpoint(address="127.0.0.1", port=inbound_port, workload=f"{service}-v1")],
+            )
+        ],
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.ports['admin']}") as channel:
+        reply = admin_pb2_grpc.AgentAdminStub(channel).ApplyConfig(snapshot, timeout=5)
+    assert reply.accepted, reply.reason
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    host: str
+    proxy_pids: list[int]
+
+
+@dataclass
+class RateResult:
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    achieved_rps: float
+    cpu_per_1000: float
+
+
+def constant_rate(target: Target, rps: int, duration: int, tmp: Path) -> RateResult:
+    clients = 20
+    log = tmp / "h2load.log"
+    log.unlink(missing_ok=True)
+    before = cpu_seconds(target.proxy_pids)
+    started = time.monotonic()
+    try:
+        output = subprocess.run(
+            ["taskset", "-c", LOAD_CPU, "h2load", "--h1", "-c", str(clients), "--rps", f"{rps / clients:g}",
+             "-D", str(duration), "--warm-up-time=1", "-H", f":authority: {target.host}", f"--log-file={log}", target.url],
+            capture_output=True, text=True, check=False, timeout=duration + 30,
+        ).stdout  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        # h2load waits for every outstanding request; one that never completes counts as an error here.
+        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        print(f"bench: h2load did not finish against {target.name}", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    cpu = cpu_seconds(target.proxy_pids) - before
+    durations = []
+    bad_status = 0
+    for line in log.read_text().splitlines():
+        _, status, micros = line.split("\t")
+        durations.append(int(micros) / 1000)
+        if not status.startswith("2"):
+            bad_status += 1
+    durations.sort()
+    match = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", output)
+    failed = sum(int(g) for g in match.groups()) if match else 0
+
+    def pct(q: float) -> float:
+        return durations[min(len(durations) - 1, int(q * len(durations)))] if durations else float("nan")
+
+    achieved = len(durations) / duration
+    return RateResult(
+        pct(0.50), pct(0.90), pct(0.99), durations[-1] if durations else float("nan"),
+        failed + bad_status, achieved, (cpu / elapsed) / (achieved / 1000) if achieved and target.proxy_pids else 0.0,
+    )  # fmt: skip
+
+
+def max_throughput(target: Target, duration: int) -> float:
+    output = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c50", f"-d{duration}s", "-H", f"Host: {target.host}", target.url],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    return float(match.group(1)) if match else 0.0
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--repeat", type=int, default=2, help="repetitions of each measurement")
+    parser.add_argument("--rates", default="500,1000,2000")
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    for tool in ("haproxy", "h2load", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is missing (make bench installs haproxy, wrk and nghttp2-client)", file=sys.stderr)
+            return 2
+    rates = [int(r) for r in args.rates.split(",")]
+    receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    discard = _Discard()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(discard, receiver)  # type: ignore[no-untyped-call]
+    otlp_port = receiver.add_insecure_port("127.0.0.1:0")
+    receiver.start()
+    with tempfile.TemporaryDirectory(prefix="meshui-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        procs = Processes(tmp)
+        try:
+            backend = free_port()
+            procs.haproxy("backend", backend, None, LOAD_CPU)
+            callee = start_sidecar(procs, "app", backend, f"127.0.0.1:{otlp_port}")
+            caller = start_sidecar(procs, "client", 1, f"127.0.0.1:{otlp_port}")
+            apply_route(caller, "app", callee.ports["inbound"])
+            ha2_port, ha1_port = free_port(), free_port()
+            ha2 = procs.haproxy("hop2", ha2_port, backend, PROXY_CPU)
+            ha1 = procs.haproxy("hop1", ha1_port, ha2_port, PROXY_CPU)
+            targets = [
+                Target("direct (no proxy)", f"http://127.0.0.1:{backend}/", "app", []),
+                Target("one sidecar (inbound)", f"http://127.0.0.1:{callee.ports['inbound']}/", "app", [callee.process.pid]),
+                Target("mesh: two sidecars", f"http://127.0.0.1:{caller.ports['outbound']}/", "app",
+                       [caller.process.pid, callee.process.pid]),
+                Target("HAProxy: two hops", f"http://127.0.0.1:{ha1_port}/", "app", [ha1.pid, ha2.pid]),
+            ]  # fmt: skip
+            with urllib.request.urlopen(
+                urllib.request.Request(targets[2].url, headers={"Host": "app"}), timeout=5
+            ) as response:
+                assert response.read() == b"ok", "the mesh path does not answer"
+            results: dict[tuple[str, int], list[RateResult]] = {}
+            for rate in rates:
+                for _ in range(args.repeat):
+                    for target in random.sample(targets, len(targets)):
+                        print(f"bench: {target.name} at {rate} rps", flush=True)
+                        results.setdefault((target.name, rate), []).append(
+                            constant_rate(target, rate, args.duration, tmp)
+                        )
+            one_hop = {
+                "sidecar": targets[1],
+                "HAProxy": Target("HAProxy: one hop", f"http://127.0.0.1:{ha2_port}/", "app", [ha2.pid]),
+            }
+            throughput: dict[str, list[float]] = {}
+            for _ in range(args.repeat):
+                for name, target in random.sample(list(one_hop.items()), 2):
+                    print(f"bench: max throughput, {name}", flush=True)
+                    before = cpu_seconds(target.proxy_pids)
+                    started = time.monotonic()
+                    rps = max_throughput(target, args.duration)
+                    cpu = (cpu_seconds(target.proxy_pids) - before) / (time.monotonic() - started)
+                    throughput.setdefault(name, []).append(rps)
+                    throughput.setdefault(f"{name} cpu", []).append(cpu)
+            rss = {"client sidecar": peak_rss_mb(caller.process.pid), "app sidecar": peak_rss_mb(callee.process.pid)}
+        finally:
+            procs.stop()
+            receiver.stop(0)
+    write_report(Path(args.out), args, targets, rates, results, throughput, rss, discard.spans)
+    print(f"bench: wrote {args.out}")
+    return 0
+
+
+def write_report(
+    out: Path,
+    args: argparse.Namespace,
+    targets: list[Target],
+    rates: list[int],
+    results: dict[tuple[str, int], list[RateResult]],
+    throughput: dict[str, list[float]],
+    rss: dict[str, float],
+    spans: int,
+) -> None:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`bench/proxy_overhead.py`); every figure below was measured in the run described here.",
+        "",
+        f"- Command: `python bench/proxy_overhead.py --duration {args.duration} --repeat {args.repeat} --rates {args.rates}`",
+        f"- Machine: {machine()}",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "- Load: h2load 1.52 (HTTP/1.1, 20 connections, open loop at a constant rate) for latency; wrk 4.1 "
+        "(1 thread, 50 connections, closed loop) for maximum throughput. Backend: HAProxy 2.6 answering "
+        "`200 ok` itself. Proxies pinned to CPU 0, load generator and backend to CPU 1.",
+        f"- Telemetry on: a span per request per sidecar, exported over OTLP/gRPC ({spans} spans received).",
+        f"- Each cell: median of {args.repeat} interleaved runs of {args.duration} s.",
+        "",
+        "## Latency at a constant rate",
+        "",
+        "| path | rate (rps) | achieved | p50 ms | p90 ms | p99 ms | max ms | errors | proxy cores per 1000 rps |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for rate in rates:
+        for target in targets:
+            runs = results[(target.name, rate)]
+            cpu = med([r.cpu_per_1000 for r in runs])
+            lines.append(
+                f"| {target.name} | {rate} | {med([r.achieved_rps for r in runs]):.0f} "
+                f"| {med([r.p50_ms for r in runs]):.3f} | {med([r.p90_ms for r in runs]):.3f} "
+                f"| {med([r.p99_ms for r in runs]):.3f} | {med([r.max_ms for r in runs]):.1f} "
+                f"| {sum(r.errors for r in runs)} | {cpu:.3f} |" if target.proxy_pids else
+                f"| {target.name} | {rate} | {med([r.achieved_rps for r in runs]):.0f} "
+                f"| {med([r.p50_ms for r in runs]):.3f} | {med([r.p90_ms for r in runs]):.3f} "
+                f"| {med([r.p99_ms for r in runs]):.3f} | {med([r.max_ms for r in runs]):.1f} "
+                f"| {sum(r.errors for r in runs)} | - |"
+            )  # fmt: skip
+    lines += [
+        "",
+        "## Maximum throughput through one proxy on one core",
+        "",
+        "| proxy | requests/s | proxy CPU (cores) |",
+        "| --- | --- | --- |",
+    ]
+    for name in ("sidecar", "HAProxy"):
+        lines.append(f"| {name} | {med(throughput[name]):.0f} | {med(throughput[name + ' cpu']):.2f} |")
+    ratio = med(throughput["sidecar"]) / med(throughput["HAProxy"]) if med(throughput["HAProxy"]) else 0.0
+    lines += [
+        "",
+        f"Sidecar / HAProxy maximum throughput: {ratio:.0%}.",
+        "",
+        "## Sidecar memory",
+        "",
+        "| sidecar | peak RSS (MB) |",
+        "| --- | --- |",
+        *(f"| {name} | {value:.1f} |" for name, value in rss.items()),
+        "",
+    ]
+    out.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
