@@ -5,14 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from meshui.meshcontrol.server import MeshControlServer
-from proxyagent.agent import Agent, AgentConfig
-from tests.proxyagent.mesh_harness import LoopThread
+from proxyagent.agent import Agent
+from tests.proxyagent.mesh_harness import mesh
 from tests.proxyagent.sample_app import running_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,45 +36,19 @@ def _until(condition: Any, what: str) -> None:
         time.sleep(0.05)  # polling interval, bounded by the deadline
 
 
-@pytest.fixture
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.close()
-
-
-def test_traffic_keeps_flowing_when_the_control_plane_dies(loop: LoopThread, settings: Any) -> None:
+def test_traffic_keeps_flowing_when_the_control_plane_dies(settings: Any) -> None:
     settings.MESH_HEARTBEAT_INTERVAL_SECONDS = 1
-    control = MeshControlServer("127.0.0.1:0")
-    port = loop.run(control.start())
-    agents: list[Agent] = []
-
-    def start(service: str, app_port: int) -> Agent:
-        config = AgentConfig(
-            service=service,
-            namespace="shop",
-            app_port=app_port,
-            outbound_port=0,
-            inbound_port=0,
-            admin_port=0,
-            admin_http_port=0,
-            control_plane=f"127.0.0.1:{port}",
-            drain_timeout_s=1.0,
-        )
-        agent = Agent(config)
-        loop.run(agent.start())
-        agents.append(agent)
-        return agent
-
-    try:
+    with mesh() as built:
+        control = MeshControlServer("127.0.0.1:0")
+        port = built.loop.run(control.start())
         with running_app("reviews-app") as app:
-            start("reviews", app.port)
-            web = start("web", 1)
+            built.agent("reviews", app.port, control_plane=f"127.0.0.1:{port}")
+            web = built.agent("web", 1, control_plane=f"127.0.0.1:{port}")
             # web learns about reviews at registration or, at the latest, from a heartbeat.
             _until(lambda: _get(web, "reviews")[0] == 200, "web reaches reviews through the mesh")
             assert json.loads(_get(web, "reviews")[1])["headers"]["x-mesh-source-workload"] == "web-v1"
 
-            loop.run(control.stop(grace=0))
+            built.loop.run(control.stop(grace=0))
             assert web.client is not None
             failures_before = web.client.failures_total
             for _ in range(20):
@@ -85,6 +58,3 @@ def test_traffic_keeps_flowing_when_the_control_plane_dies(loop: LoopThread, set
                 "the agent noticed the control plane is gone",
             )
             assert _get(web, "reviews.shop")[0] == 200, "still serving on the last good config"
-    finally:
-        for agent in agents:
-            loop.run(agent.stop())

@@ -35,18 +35,17 @@ class Mesh:
         self.agents: list[Agent] = []
 
     def agent(self, service: str, app_port: int, **overrides: Any) -> Agent:
-        config = AgentConfig(
-            service=service,
-            namespace="shop",
-            app_port=app_port,
-            outbound_port=0,
-            inbound_port=0,
-            admin_port=0,
-            admin_http_port=0,
-            control_plane="",
-            drain_timeout_s=1.0,
-            **overrides,
-        )
+        """An agent on free ports; static (no control plane) unless ``control_plane`` is given."""
+        settings: dict[str, Any] = {
+            "namespace": "shop",
+            "outbound_port": 0,
+            "inbound_port": 0,
+            "admin_port": 0,
+            "admin_http_port": 0,
+            "control_plane": "",
+            "drain_timeout_s": 1.0,
+        }
+        config = AgentConfig(service=service, app_port=app_port, **{**settings, **overrides})
         agent = Agent(config)
         self.loop.run(agent.start())
         self.agents.append(agent)
