@@ -267,6 +267,7 @@ def main() -> int:
             backend = free_port()
             procs.haproxy("backend", backend, None, LOAD_CPU)
             callee = start_sidecar(procs, "app", backend, f"127.0.0.1:{otlp_port}")
+            untraced = start_sidecar(procs, "untraced", backend, "")
             caller = start_sidecar(procs, "client", 1, f"127.0.0.1:{otlp_port}")
             apply_route(caller, "app", callee.ports["inbound"])
             ha2_port, ha1_port = free_port(), free_port()
@@ -293,11 +294,17 @@ def main() -> int:
                         )
             one_hop = {
                 "sidecar": targets[1],
+                "sidecar, telemetry off": Target(
+                    "sidecar, telemetry off",
+                    f"http://127.0.0.1:{untraced.ports['inbound']}/",
+                    "app",
+                    [untraced.process.pid],
+                ),
                 "HAProxy": Target("HAProxy: one hop", f"http://127.0.0.1:{ha2_port}/", "app", [ha2.pid]),
             }
             throughput: dict[str, list[float]] = {}
             for _ in range(args.repeat):
-                for name, target in random.sample(list(one_hop.items()), 2):
+                for name, target in random.sample(list(one_hop.items()), len(one_hop)):
                     print(f"bench: max throughput, {name}", flush=True)
                     before = cpu_seconds(target.proxy_pids)
                     started = time.monotonic()
@@ -367,12 +374,12 @@ def write_report(
         "| proxy | requests/s | proxy CPU (cores) |",
         "| --- | --- | --- |",
     ]
-    for name in ("sidecar", "HAProxy"):
+    for name in ("sidecar", "sidecar, telemetry off", "HAProxy"):
         lines.append(f"| {name} | {med(throughput[name]):.0f} | {med(throughput[name + ' cpu']):.2f} |")
     ratio = med(throughput["sidecar"]) / med(throughput["HAProxy"]) if med(throughput["HAProxy"]) else 0.0
     lines += [
         "",
-        f"Sidecar / HAProxy maximum throughput: {ratio:.0%}.",
+        f"Sidecar (telemetry on) / HAProxy maximum throughput: {ratio:.0%}.",
         "",
         "## Sidecar memory",
         "",

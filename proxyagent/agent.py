@@ -155,7 +155,7 @@ class Agent:
             server.close()
         if self._control_task is not None:
             self._control_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._control_task
         if self.client is not None:
             await self.client.deregister()

@@ -112,7 +112,7 @@ class ConfigStore:
         plane's counter went back (its database was restored), and its word is
         the truth again.
         """
-        if new_epoch and snapshot.version != self.table.version:
+        if new_epoch:
             try:
                 table = routing_table_from_snapshot(snapshot)
             except SnapshotRejected as exc:

@@ -89,13 +89,18 @@ class ControlPlaneClient:
                     await self.heartbeat()
                 else:
                     await self.register()
-                backoff = self._backoff_initial_s
-                delay = self.heartbeat_interval_s if self.registered else 0.0
+            except RegistrationRefused as exc:
+                # Retrying the same registration cannot help; keep serving, say why loudly.
+                logger.error("the control plane refused this agent's registration: %s", exc)
+                return
             except grpc.aio.AioRpcError as exc:
                 self.failures_total += 1
                 logger.warning("control plane %s: %s; retrying in %.1f s", self._target, exc.code().name, backoff)
                 delay = backoff
                 backoff = min(backoff * 2, self._backoff_max_s)
+            else:
+                backoff = self._backoff_initial_s
+                delay = self.heartbeat_interval_s if self.registered else 0.0
             await asyncio.sleep(delay * random.uniform(0.8, 1.0) if delay else 0)  # noqa: S311 - jitter, not crypto
 
     async def deregister(self) -> None:

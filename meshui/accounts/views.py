@@ -21,6 +21,7 @@ from meshui.accounts.serializers import (
     RoleBindingSerializer,
     UserSerializer,
 )
+from meshui.api.errors import NamespacePermissionDenied
 from meshui.api.permissions import HasGlobalCapability
 from meshui.api.viewsets import AuditedModelViewSet, NamespacedModelViewSet
 from meshui.audit.actions import do_record_change
@@ -39,6 +40,12 @@ class UserViewSet(AuditedModelViewSet):
     required_capability = Capability.MANAGE
     filterset_fields = ["username", "is_active"]
     ordering_fields = ["username", "date_joined", "last_login"]
+
+    def check_object_permissions(self, request: Request, obj: Any) -> None:
+        super().check_object_permissions(request, obj)
+        # A superuser can do anything in /admin/; only another superuser may change or delete one.
+        if request.method not in ("GET", "HEAD", "OPTIONS") and obj.is_superuser and not request.user.is_superuser:
+            raise NamespacePermissionDenied("Only a superuser may change a superuser.", None)
 
 
 class GroupViewSet(AuditedModelViewSet):
@@ -97,6 +104,9 @@ class ApiTokenViewSet(
         return queryset.filter(user=self.request.user)
 
     def perform_create(self, serializer: Any) -> None:
+        if isinstance(self.request.auth, ApiToken):
+            # Otherwise a token about to expire or be revoked could mint its own successor.
+            raise NamespacePermissionDenied("Create tokens from a logged-in session, not with another token.", None)
         with transaction.atomic():
             token = serializer.save()
             do_record_change(self.request, AuditAction.CREATE, token, namespace_id=None, after=serializer.data)

@@ -15,10 +15,21 @@ from meshui.api.errors import NamespacePermissionDenied
 from meshui.api.permissions import NamespaceRolePermission
 from meshui.audit.actions import do_record_change
 from meshui.audit.models import AuditAction
+from meshui.rollout.actions import do_bump_version
 
 
 class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
-    """Each create, update and delete runs in one transaction with its audit event."""
+    """Each create, update and delete runs in one transaction with its audit event.
+
+    ``affects_snapshots`` marks models the agents' snapshots are built from: a
+    write to them bumps the mesh config version, in the same transaction.
+    """
+
+    affects_snapshots = False
+
+    def _after_write(self) -> None:
+        if self.affects_snapshots:
+            do_bump_version()
 
     def audit_namespace_id(self, obj: Any) -> int | None:
         return getattr(obj, "namespace_pk", None)
@@ -40,6 +51,7 @@ class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
             do_record_change(
                 self.request, AuditAction.CREATE, obj, namespace_id=self.audit_namespace_id(obj), after=serializer.data
             )
+            self._after_write()
 
     def perform_update(self, serializer: serializers.BaseSerializer[Any]) -> None:
         before = self.snapshot(serializer.instance)
@@ -53,6 +65,7 @@ class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
                 before=before,
                 after=serializer.data,
             )
+            self._after_write()
 
     def perform_destroy(self, instance: models.Model) -> None:
         before = self.snapshot(instance)
@@ -67,6 +80,7 @@ class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
                 before=before,
             )
             instance.delete()
+            self._after_write()
 
 
 class NamespacedModelViewSet(AuditedModelViewSet):

@@ -16,17 +16,10 @@ from django.utils import timezone
 
 from meshui.catalog.models import Agent, AgentStatus, HealthStatus, Instance, Namespace, Service, Workload
 from meshui.catalog.registration import Registration
+from meshui.rollout.actions import do_bump_version
 from meshui.rollout.models import MeshVersion
 
 logger = logging.getLogger(__name__)
-
-
-def _bump_and_push_on_commit() -> int:
-    from meshui.rollout.tasks import push_snapshots  # late: tasks import this module's models
-
-    version = MeshVersion.bump()
-    transaction.on_commit(lambda: push_snapshots.delay(version))
-    return version
 
 
 def do_register_agent(registration: Registration) -> Agent:
@@ -62,7 +55,7 @@ def do_register_agent(registration: Registration) -> Agent:
                 "config_version": None,
             },
         )
-        _bump_and_push_on_commit()
+        do_bump_version()
     logger.info("agent %s registered for %s.%s at %s", agent.agent_id, service.name, namespace.name, instance)
     return agent
 
@@ -92,7 +85,7 @@ def do_record_heartbeat(agent_id: str, applied_version: int, healthy: bool) -> H
         instance.health = health
         instance.last_seen = now
         instance.save(update_fields=["health", "last_seen", "updated_at"])
-        latest = _bump_and_push_on_commit() if changed else MeshVersion.current()
+        latest = do_bump_version() if changed else MeshVersion.current()
     return HeartbeatResult(known=True, latest_version=latest)
 
 
@@ -109,7 +102,7 @@ def do_deregister_agent(agent_id: str) -> bool:
         agent.save(update_fields=["instance", "status"])
         if instance is not None:
             instance.delete()
-        _bump_and_push_on_commit()
+        do_bump_version()
     logger.info("agent %s deregistered", agent_id)
     return True
 
@@ -128,7 +121,7 @@ def do_expire_silent_agents(now: datetime, allowed_silence: timedelta) -> list[s
         Instance.objects.filter(pk__in=[pk for _, pk in silent if pk is not None]).update(
             health=HealthStatus.UNHEALTHY, updated_at=now
         )
-        _bump_and_push_on_commit()
+        do_bump_version()
     expired = [agent_id for agent_id, _ in silent]
     logger.warning("agents missed their heartbeats and were marked stale: %s", ", ".join(expired))
     return expired

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from meshui.api.serializers import StrictModelSerializer, VisiblePrimaryKeyRelatedField, VisibleSlugRelatedField
@@ -40,6 +38,8 @@ class InstanceSerializer(StrictModelSerializer):
     class Meta:
         model = Instance
         fields = ["id", "workload", "address", "port", "health", "last_seen", "created_at", "updated_at"]
+        # Health is what the control plane observed from heartbeats, not something to set by hand.
+        read_only_fields = ["health", "last_seen"]
         create_only_fields = ["workload"]
 
 
@@ -61,20 +61,6 @@ class AgentSerializer(StrictModelSerializer):
             "registered_at",
         ]
         create_only_fields = ["agent_id", "namespace"]
-
-    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
-        fields = super().get_fields()
-        # Declared here, not as a class attribute, because a class attribute named
-        # "instance" would shadow the serializer's own ``self.instance``.
-        fields["instance"] = VisiblePrimaryKeyRelatedField(
-            queryset=Instance.objects.all(), required=False, allow_null=True
-        )
-        return fields
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        namespace = attrs.get("namespace") or (self.instance.namespace if self.instance is not None else None)
-        instance = attrs.get("instance")
-        if instance is not None and namespace is not None and instance.namespace_pk != namespace.pk:
-            raise serializers.ValidationError({"instance": ["The instance must be in the agent's namespace."]})
-        return attrs
+        # Written by the agent's own registration and heartbeats. Letting a user set the admin
+        # address would make the control plane dial (and send snapshots to) any host they name.
+        read_only_fields = ["instance", "admin_address", "config_version", "status", "last_heartbeat"]

@@ -20,6 +20,7 @@ from meshui.catalog.serializers import (
 class NamespaceViewSet(NamespacedModelViewSet):
     """Namespaces. Creating or deleting one needs a global admin; a namespace's admin may relabel it."""
 
+    affects_snapshots = True
     queryset = Namespace.objects.all()
     serializer_class = NamespaceSerializer
     write_capability = Capability.MANAGE
@@ -34,6 +35,7 @@ class NamespaceViewSet(NamespacedModelViewSet):
 
 
 class ServiceViewSet(NamespacedModelViewSet):
+    affects_snapshots = True
     queryset = Service.objects.select_related("namespace")
     serializer_class = ServiceSerializer
     filterset_class = filters.ServiceFilter
@@ -44,6 +46,7 @@ class ServiceViewSet(NamespacedModelViewSet):
 
 
 class WorkloadViewSet(NamespacedModelViewSet):
+    affects_snapshots = True
     queryset = Workload.objects.select_related("service__namespace")
     serializer_class = WorkloadSerializer
     filterset_class = filters.WorkloadFilter
@@ -54,6 +57,7 @@ class WorkloadViewSet(NamespacedModelViewSet):
 
 
 class InstanceViewSet(NamespacedModelViewSet):
+    affects_snapshots = True
     queryset = Instance.objects.select_related("workload__service")
     serializer_class = InstanceSerializer
     filterset_class = filters.InstanceFilter
@@ -64,6 +68,7 @@ class InstanceViewSet(NamespacedModelViewSet):
 
 
 class AgentViewSet(NamespacedModelViewSet):
+    affects_snapshots = True
     queryset = Agent.objects.select_related("namespace")
     serializer_class = AgentSerializer
     filterset_class = filters.AgentFilter

@@ -10,6 +10,7 @@ import grpc
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from meshui.catalog.models import Agent, AgentStatus
 from meshui.rollout.models import ConfigPush, MeshVersion, PushOutcome
@@ -71,7 +72,10 @@ def push_snapshots(version: int) -> dict[str, int]:
         )
         for result in results:
             if result.applied_version is not None:
-                Agent.objects.filter(pk=result.agent_pk).update(config_version=result.applied_version)
+                # A slower push of an older version must not lower what a newer one recorded.
+                Agent.objects.filter(
+                    Q(config_version__isnull=True) | Q(config_version__lt=result.applied_version), pk=result.agent_pk
+                ).update(config_version=result.applied_version)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.outcome] = counts.get(result.outcome, 0) + 1

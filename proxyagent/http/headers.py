@@ -30,9 +30,19 @@ def connection_tokens(headers: Headers) -> set[bytes]:
     return tokens
 
 
+# Framing is ours to write: whatever the peer sent (or named in Connection) is replaced.
+FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# A Connection header may not make us drop these: doing so would change the message's meaning.
+_PROTECTED = frozenset({b"content-length", b"host"})
+
+
 def end_to_end(headers: Headers, *, keep: Iterable[bytes] = ()) -> Headers:
-    """Headers minus hop-by-hop ones and those the Connection header names (except those in ``keep``)."""
-    drop = (HOP_BY_HOP | connection_tokens(headers)) - set(keep)
+    """Headers minus hop-by-hop ones, those the Connection header names, and framing headers.
+
+    ``keep`` names hop-by-hop headers to keep (an upgrade's). Content-Length is
+    removed too: callers write the framing of what they actually send.
+    """
+    drop = (HOP_BY_HOP | (connection_tokens(headers) - _PROTECTED) | FRAMING) - set(keep)
     return [(name, value) for name, value in headers if name.lower() not in drop]
 
 

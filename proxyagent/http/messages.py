@@ -52,6 +52,8 @@ class ResponseHead:
     keep_alive: bool
     chunked: bool
     content_length: int | None
+    # Which message on the connection this head belongs to (1xx interim ones count).
+    message_index: int = 0
 
 
 class ClientGone(Exception):  # noqa: N818 - a condition, not a failure of ours
@@ -81,11 +83,13 @@ class _Callbacks:
     def __init__(self, build_head: Callable[[_Callbacks], object]) -> None:
         self.events: deque[tuple[_Event, object]] = deque()
         self._build_head = build_head
+        self.begun = 0
         self.url = bytearray()
         self.reason = b""
         self.headers: Headers = []
 
     def on_message_begin(self) -> None:
+        self.begun += 1
         self.url = bytearray()
         self.headers = []
 
@@ -116,6 +120,8 @@ class RequestReader:
         self._cb = _Callbacks(self._build_head)
         self._parser = httptools.HttpRequestParser(self._cb)
         self.upgraded_leftover: bytes | None = None
+        # True from a head with a body until that body's end has been read off the connection.
+        self.body_pending = False
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -161,6 +167,7 @@ class RequestReader:
                     if isinstance(payload, MeshError):
                         raise payload
                     assert isinstance(payload, RequestHead)
+                    self.body_pending = payload.has_body
                     return payload
             if not await self._fill():
                 return None
@@ -177,7 +184,10 @@ class RequestReader:
                     assert isinstance(payload, bytes)
                     yield payload
                 elif kind is _Event.END:
+                    self.body_pending = False
                     return
+                else:
+                    raise AssertionError("a request head inside a body: the parser lost the framing")
             if not await self._fill():
                 raise ClientGone("client closed the connection in the middle of a request")
 
@@ -194,6 +204,7 @@ class ResponseReader:
         self.upgraded_leftover = b""
         self._done = False
         self._got_bytes = False
+        self._final_message = 0
 
     @property
     def got_bytes(self) -> bool:
@@ -222,6 +233,7 @@ class ResponseReader:
             keep_alive=parser.should_keep_alive(),
             chunked=chunked,
             content_length=length,
+            message_index=cb.begun,
         )
 
     async def read_head(self) -> ResponseHead:
@@ -246,6 +258,7 @@ class ResponseReader:
                     interim = True
                     continue
                 self.head = payload
+                self._final_message = payload.message_index
                 if self._head_request or payload.status in (101, 204, 304):
                     self._done = True
                 return payload
@@ -276,11 +289,18 @@ class ResponseReader:
         return self._done
 
     @property
+    def reusable(self) -> bool:
+        """Complete, keep-alive, and nothing after it: bytes past the response's end would be
+        read as the next request's answer."""
+        head = self.head
+        return self._done and head is not None and head.keep_alive and self._cb.begun == self._final_message
+
+    @property
     def close_delimited(self) -> bool:
         head = self.head
         return head is not None and not head.chunked and head.content_length is None and not self._done
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self, idle_timeout_s: float) -> AsyncIterator[bytes]:
         events = self._cb.events
         while not self._done:
             while events and not self._done:
@@ -292,7 +312,11 @@ class ResponseReader:
                     self._done = True
             if self._done:
                 return
-            data = await self._reader.read(READ_SIZE)
+            try:
+                async with asyncio.timeout(idle_timeout_s):
+                    data = await self._reader.read(READ_SIZE)
+            except TimeoutError:
+                raise UpstreamGone(f"response body stalled for {idle_timeout_s:g} s") from None
             if not data:
                 if self.close_delimited:
                     self._done = True

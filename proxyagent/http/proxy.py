@@ -28,6 +28,8 @@ from proxyagent.tracing import TraceContext, continue_or_start
 logger = logging.getLogger(__name__)
 
 _HOPS_HEADER = b"x-mesh-hops"
+# Safe to send twice (RFC 9110 9.2.2) when a pooled connection turns out to be dead.
+_RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 _MAX_HOPS = 8
 _CHUNK_END = b"0\r\n\r\n"
 
@@ -145,13 +147,16 @@ class HttpProxy:
             try:
                 hops = int(get(head.headers, _HOPS_HEADER) or b"0")
             except ValueError:
-                raise MeshError(MeshErrorCode.BAD_REQUEST, "x-mesh-hops must be a number") from None
+                hops = -1
+            if hops < 0:
+                raise MeshError(MeshErrorCode.BAD_REQUEST, "x-mesh-hops must be a non-negative number")
             if hops >= _MAX_HOPS:
                 raise MeshError(MeshErrorCode.LOOP_DETECTED, f"request passed {hops} mesh hops; is it looping?")
             target = self._router.route(head)
             labels = (direction, target.source_workload, target.destination_service, target.destination_workload, "")
             self._metrics.in_flight_gauge(direction, target.destination_service).inc()
-            if get(head.headers, b"expect") is not None and head.version == "1.1":
+            expect = get(head.headers, b"expect")
+            if expect is not None and expect.lower() == b"100-continue" and head.has_body and head.version == "1.1":
                 # Answer 100-continue ourselves so the client sends its body while we connect upstream.
                 client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if head.upgrade:
@@ -165,13 +170,12 @@ class HttpProxy:
             self._metrics.mesh_errors.labels(direction, str(exc.code)).inc()
             if exc.code is MeshErrorCode.BAD_REQUEST:
                 raise
-            # The rest of a request body we did not forward must be read off the connection first.
-            with contextlib.suppress(MeshError):
-                async for _ in requests.body(head):
-                    pass
-            client.write(exc.response(keep_alive=head.keep_alive))
+            # A body we did not read to its end is still on the connection: close rather than
+            # read an unbounded amount of it, or mistake it for the next request.
+            keep = head.keep_alive and not requests.body_pending
+            client.write(exc.response(keep_alive=keep))
             await client.drain()
-            return head.keep_alive
+            return keep
         finally:
             self.in_flight -= 1
             if not self.in_flight:
@@ -245,6 +249,8 @@ class HttpProxy:
         headers.append((_HOPS_HEADER, str(hops).encode()))
         if head.chunked:
             headers.append((b"transfer-encoding", b"chunked"))
+        elif head.content_length is not None:
+            headers.append((b"content-length", str(head.content_length).encode()))
         if head.upgrade:
             headers.append((b"connection", b"upgrade"))
             upgrade = get(head.headers, b"upgrade")
@@ -278,8 +284,8 @@ class HttpProxy:
                 ) from None
             except (UpstreamGone, ConnectionError) as exc:
                 raise MeshError(MeshErrorCode.UPSTREAM_RESET, str(exc) or type(exc).__name__) from None
-            response_bytes, keep = await self._relay_response(head, response_head, response, client)
-            reusable = response.complete and response_head.keep_alive
+            response_bytes, keep = await self._relay_response(head, response_head, response, client, target.timeout_s)
+            reusable = response.reusable
             return response_head.status, request_bytes, response_bytes, keep
         finally:
             if reusable:
@@ -294,7 +300,7 @@ class HttpProxy:
         if not head.has_body:
             conn.writer.write(upstream_head)
             response = ResponseReader(conn.reader, head_request=head_only)
-            if not conn.reused:
+            if not conn.reused or head.method not in _RETRYABLE_METHODS:
                 return conn, 0, response
             # A pooled connection the upstream closed while idle fails on first use; with no
             # body sent yet, one retry on a fresh connection is safe.
@@ -322,7 +328,12 @@ class HttpProxy:
         return conn, sent, ResponseReader(conn.reader, head_request=head_only)
 
     async def _relay_response(
-        self, request: RequestHead, head: ResponseHead, response: ResponseReader, client: asyncio.StreamWriter
+        self,
+        request: RequestHead,
+        head: ResponseHead,
+        response: ResponseReader,
+        client: asyncio.StreamWriter,
+        idle_timeout_s: float,
     ) -> tuple[int, bool]:
         """Stream the response down; returns body bytes sent and whether the client connection stays open."""
         client_http11 = request.version == "1.1"
@@ -333,6 +344,8 @@ class HttpProxy:
         headers.append((b"via", self._via))
         if rechunk:
             headers.append((b"transfer-encoding", b"chunked"))
+        elif head.content_length is not None:
+            headers.append((b"content-length", str(head.content_length).encode()))
         if not keep:
             headers.append((b"connection", b"close"))
         version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
@@ -347,7 +360,7 @@ class HttpProxy:
         client.write(b"".join(out))
         if not response.complete:
             try:
-                async for chunk in response.body():
+                async for chunk in response.body(idle_timeout_s):
                     sent += len(chunk)
                     client.write(_chunk(chunk) if rechunk else chunk)
                     await client.drain()
@@ -382,7 +395,9 @@ class HttpProxy:
             except (UpstreamGone, ConnectionError) as exc:
                 raise MeshError(MeshErrorCode.UPSTREAM_RESET, str(exc)) from None
             if response_head.status != 101:
-                await self._relay_response(head, response_head, response, client)
+                # The client asked to switch protocols and we close either way; say so.
+                head.keep_alive = False
+                await self._relay_response(head, response_head, response, client, target.timeout_s)
                 return response_head.status
             headers = end_to_end(response_head.headers, keep=(b"connection", b"upgrade"))
             client.write(serialize(b"HTTP/1.1 101 %b" % response_head.reason, headers) + response.upgraded_leftover)

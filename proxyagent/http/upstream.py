@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 
@@ -18,10 +18,12 @@ class UpstreamConnection:
     writer: asyncio.StreamWriter
     address: tuple[str, int]
     reused: bool = False
-    leftover: bytes = field(default=b"")
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof() and not self.leftover
+        # Bytes that arrived while the connection sat idle (a 408, say) would be taken for the
+        # next request's response. StreamReader has no public peek, hence its buffer.
+        buffered = len(getattr(self.reader, "_buffer", b""))
+        return not self.writer.is_closing() and not self.reader.at_eof() and not buffered
 
     def close(self) -> None:
         self.writer.close()

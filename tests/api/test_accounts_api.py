@@ -128,3 +128,14 @@ def test_me_says_what_the_caller_may_do(
         "capabilities_everywhere": ["view"],
         "namespaces": [{"namespace": "alpha", "capabilities": ["edit", "propose", "view"]}],
     }
+
+
+def test_only_a_superuser_may_change_a_superuser(
+    admin_user: User, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+) -> None:
+    global_admin = client_for(make_user("gail", "admin", None))
+    assert global_admin.get(f"/api/v1/users/{admin_user.pk}/").status_code == 200
+    assert global_admin.patch(f"/api/v1/users/{admin_user.pk}/", {"password": "taken over at last"}).status_code == 403
+    assert global_admin.delete(f"/api/v1/users/{admin_user.pk}/").status_code == 403
+    admin_user.refresh_from_db()
+    assert admin_user.check_password("correct horse battery staple")

@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from meshui.audit.models import AuditEvent
-from meshui.catalog.models import Namespace, Service, Workload
+from meshui.catalog.models import Agent, Namespace, Service, Workload
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +102,6 @@ def test_a_failed_update_changes_nothing(admin_client: APIClient, web_service: S
         ({"address": "not an address!", "port": 80}, "address"),
         ({"address": "10.0.0.1", "port": 0}, "port"),
         ({"address": "10.0.0.1", "port": "eighty"}, "port"),
-        ({"address": "10.0.0.1", "port": 80, "health": "great"}, "health"),
     ],
 )
 def test_invalid_instances_get_field_messages(
@@ -114,13 +113,17 @@ def test_invalid_instances_get_field_messages(
     assert not web_v1.instances.exists()
 
 
-def test_an_agent_cannot_front_an_instance_of_another_namespace(
-    admin_client: APIClient, web_v1: Workload, beta: Namespace
-) -> None:
-    instance = web_v1.instances.create(address="10.0.0.1", port=80)
-    response = admin_client.post("/api/v1/agents/", {"agent_id": "a-1", "namespace": "beta", "instance": instance.pk})
-    assert response.status_code == 400
-    assert response.json() == {"instance": ["The instance must be in the agent's namespace."]}
+def test_server_owned_agent_fields_cannot_be_set(admin_client: APIClient, web_v1: Workload) -> None:
+    created = admin_client.post(
+        "/api/v1/agents/",
+        {"agent_id": "a-1", "namespace": "alpha", "admin_address": "evil.example:443", "status": "stale"},
+    )
+    assert created.status_code == 201, created.content
+    agent = Agent.objects.get(agent_id="a-1")
+    assert (agent.admin_address, agent.status) == ("", "connected"), "sent but ignored: read-only"
+    admin_client.patch(f"/api/v1/agents/{agent.pk}/", {"admin_address": "10.9.9.9:15000", "config_version": None})
+    agent.refresh_from_db()
+    assert agent.admin_address == ""
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from meshui.catalog.models import Agent, Instance, Namespace, Service, Workload
+from meshui.rollout.models import MeshVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -64,26 +65,22 @@ def test_it_manages_workloads_and_instances(admin_client: APIClient, web_service
     instance_id = instance.json()["id"]
     assert admin_client.get(f"/api/v1/instances/{instance_id}/").json()["health"] == "unknown"
 
-    assert admin_client.patch(f"/api/v1/instances/{instance_id}/", {"health": "healthy"}).status_code == 200
-    assert Instance.objects.get(pk=instance_id).health == "healthy"
-    assert admin_client.get("/api/v1/instances/", {"health": "healthy"}).json()["count"] == 1
+    assert admin_client.patch(f"/api/v1/instances/{instance_id}/", {"port": 8081}).status_code == 200
+    assert Instance.objects.get(pk=instance_id).port == 8081
+    assert admin_client.get("/api/v1/instances/", {"health": "unknown"}).json()["count"] == 1
 
     assert admin_client.delete(f"/api/v1/workloads/{workload_id}/").status_code == 204
     assert not Instance.objects.filter(pk=instance_id).exists(), "instances go with their workload"
 
 
 def test_it_manages_agents(admin_client: APIClient, web_v1: Workload, alpha: Namespace) -> None:
-    instance = Instance.objects.create(workload=web_v1, address="127.0.0.1", port=18080)
-    created = admin_client.post(
-        "/api/v1/agents/",
-        {"agent_id": "web-v1-0", "namespace": "alpha", "instance": instance.pk, "version": "0.1.0"},
-    )
+    created = admin_client.post("/api/v1/agents/", {"agent_id": "web-v1-0", "namespace": "alpha", "version": "0.1.0"})
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
-    assert Agent.objects.get(pk=pk).instance == instance
+    assert created.json()["instance"] is None
 
-    assert admin_client.patch(f"/api/v1/agents/{pk}/", {"config_version": 3}).status_code == 200
-    assert Agent.objects.get(pk=pk).config_version == 3
+    assert admin_client.patch(f"/api/v1/agents/{pk}/", {"version": "0.2.0"}).status_code == 200
+    assert Agent.objects.get(pk=pk).version == "0.2.0"
     assert admin_client.get("/api/v1/agents/", {"status": "connected"}).json()["count"] == 1
     assert admin_client.delete(f"/api/v1/agents/{pk}/").status_code == 204
     assert not Agent.objects.filter(pk=pk).exists()
@@ -119,3 +116,11 @@ def test_lists_do_not_grow_queries_with_rows(
         assert admin_client.get("/api/v1/workloads/").json()["count"] == 20
     with django_assert_max_num_queries(6):
         assert admin_client.get("/api/v1/instances/").json()["count"] == 20
+
+
+def test_catalog_writes_bump_the_mesh_config_version(admin_client: APIClient, web_service: Service) -> None:
+    before = MeshVersion.current()
+    admin_client.patch(f"/api/v1/services/{web_service.pk}/", {"load_balancer": "least_request"})
+    assert MeshVersion.current() == before + 1, "agents must hear about the new load balancer"
+    admin_client.get(f"/api/v1/services/{web_service.pk}/")
+    assert MeshVersion.current() == before + 1, "reads change nothing"

@@ -111,11 +111,17 @@ def test_a_global_admin_can_revoke_anyones_token(make_user: Callable[..., User],
     assert _bearer(bob_plain).get("/api/v1/me/").status_code == 401
 
 
-def test_an_expiry_in_the_past_is_refused(
-    make_user: Callable[..., User], client_for: Callable[[User], APIClient]
-) -> None:
-    client = client_for(make_user("alice"))
+def test_an_expiry_in_the_past_is_refused(make_user: Callable[..., User]) -> None:
+    client = APIClient()
+    client.force_login(make_user("alice"))
     response = client.post("/api/v1/tokens/", {"name": "old", "expires_at": "2000-01-01T00:00:00Z"})
     assert response.status_code == 400
     assert response.json() == {"expires_at": ["Must be in the future."]}
     assert not ApiToken.objects.filter(name="old").exists()
+
+
+def test_a_token_cannot_mint_another_token(make_user: Callable[..., User]) -> None:
+    token, plain = ApiToken.issue(make_user("alice"), "expiring", expires_at=timezone.now() + timedelta(minutes=5))
+    response = _bearer(plain).post("/api/v1/tokens/", {"name": "forever"})
+    assert response.status_code == 403
+    assert ApiToken.objects.filter(user=token.user).count() == 1

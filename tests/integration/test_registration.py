@@ -237,3 +237,15 @@ async def test_an_agent_ahead_of_the_control_plane_resyncs_by_registering_again(
     await reviews.client.register()
     assert reviews.store.version == await sync_to_async(MeshVersion.current)()
     assert reviews.endpoints_of("reviews") == [reviews.identity.inbound_port]
+
+
+async def test_a_refused_agent_stops_retrying_and_says_why(
+    control_plane: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    identity = AgentIdentity(
+        service="ok", namespace="Bad_NS", workload="w", address="127.0.0.1", inbound_port=1, admin_port=2
+    )
+    client = ControlPlaneClient(control_plane, identity, ConfigStore())
+    await asyncio.wait_for(client.run(), timeout=10)  # returns instead of retrying forever
+    await client.close()
+    assert "refused this agent's registration: namespace:" in caplog.text

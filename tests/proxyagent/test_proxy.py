@@ -297,3 +297,26 @@ def test_http10_clients_get_close_delimited_responses(two_hops: TwoHops) -> None
     assert response.startswith(b"HTTP/1.0 200 ")
     assert b"transfer-encoding" not in response.lower()
     assert response.endswith(b"alpha-beta-gamma")
+
+
+def test_connection_cannot_strip_the_framing_of_a_request(two_hops: TwoHops) -> None:
+    response = _raw(
+        two_hops.web.ports["outbound"],
+        b"POST /echo HTTP/1.1\r\nHost: reviews\r\nContent-Length: 5\r\nConnection: content-length, close\r\n\r\nhello",
+    )
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["body_length"] == 5
+    status, _, body = two_hops.get("/echo")
+    assert status == 200, "the pooled connection was not desynchronised"
+    assert json.loads(body)["method"] == "GET"
+    assert [method for method, _, _ in two_hops.app.requests] == ["POST", "GET"]
+
+
+def test_a_timeout_after_the_body_was_sent_answers_at_once(two_hops: TwoHops) -> None:
+    two_hops.mesh.configure(two_hops.web, 2, destination("reviews", two_hops.reviews.ports["inbound"], timeout_ms=300))
+    conn = two_hops.client()
+    conn.request("POST", "/slow?s=2", body=b"x" * 1000, headers={"Host": "reviews"})
+    response = conn.getresponse()
+    assert (response.status, response.getheader("x-mesh-error")) == (504, "timeout")
+    response.read()
+    conn.close()
