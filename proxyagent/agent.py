@@ -43,6 +43,7 @@ class AgentConfig:
     control_plane: str = "127.0.0.1:15010"
     request_timeout_s: float = 15.0
     drain_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
     trace_sampling: float = 1.0
     # Where spans go (OTLP/gRPC TraceService); None means the control plane, "" turns export off.
     otlp_endpoint: str | None = None
@@ -102,7 +103,9 @@ class Agent:
             self._grpc, AgentAdminServicer(self.store, self.identity, lambda: client is None or client.registered)
         )
 
-        settings = ProxySettings(agent_name=self.identity.agent_id, trace_sampling=cfg.trace_sampling)
+        settings = ProxySettings(
+            agent_name=self.identity.agent_id, trace_sampling=cfg.trace_sampling, idle_timeout_s=cfg.idle_timeout_s
+        )
         otlp = cfg.control_plane if cfg.otlp_endpoint is None else cfg.otlp_endpoint
         if otlp:
             self.spans = SpanExporter(

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("admin-http-port", 15020, "admin HTTP port: /metrics, /healthz, /readyz", int)
     flag("request-timeout", 15.0, "default request timeout in seconds", float)
     flag("drain-timeout", 10.0, "seconds to let in-flight requests finish on shutdown", float)
+    flag("idle-timeout", 60.0, "seconds a keep-alive connection may wait for its next request", float)
     flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans (default: the control plane; empty: no export)")
     flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
     flag("log-level", "INFO", "log level")
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         admin_http_port=args.admin_http_port,
         request_timeout_s=args.request_timeout,
         drain_timeout_s=args.drain_timeout,
+        idle_timeout_s=args.idle_timeout,
         otlp_endpoint=args.otlp_endpoint,
         trace_sampling=args.trace_sampling,
     )

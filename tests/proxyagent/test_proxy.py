@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -320,3 +321,17 @@ def test_a_timeout_after_the_body_was_sent_answers_at_once(two_hops: TwoHops) ->
     assert (response.status, response.getheader("x-mesh-error")) == (504, "timeout")
     response.read()
     conn.close()
+
+
+def test_idle_keep_alive_connections_are_closed() -> None:
+    with running_app("reviews-app") as app, mesh() as built:
+        reviews = built.agent("reviews", app.port, idle_timeout_s=0.3)
+        with socket.create_connection(("127.0.0.1", reviews.ports["inbound"]), timeout=10) as sock:
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: reviews\r\n\r\n")
+            received = b""
+            while b"}" not in received:
+                received += sock.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200 ")
+            started = time.monotonic()
+            assert sock.recv(65536) == b"", "the agent closed the idle connection"
+            assert time.monotonic() - started < 5
