@@ -3,8 +3,6 @@ that run them and the sidecar agents in front of each instance."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -165,7 +163,3 @@ class Agent(models.Model):
     @property
     def namespace_pk(self) -> int:
         return self.namespace_id
-
-    def is_overdue(self, now: datetime, allowed_silence: timedelta) -> bool:
-        """Whether the agent has been silent longer than ``allowed_silence`` (never heard of counts)."""
-        return self.last_heartbeat is None or now - self.last_heartbeat > allowed_silence

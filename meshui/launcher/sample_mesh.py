@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 NAMESPACE = "shop"
@@ -41,7 +41,6 @@ class AgentPorts:
     inbound: int
     admin: int
     admin_http: int
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:

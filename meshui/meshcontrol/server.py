@@ -51,10 +51,6 @@ class MeshControlServer:
             except Exception:  # one failed sweep (database restarting) must not stop the next
                 logger.exception("expiring silent agents failed")
 
-    async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
-
     async def stop(self, grace: float = 5.0) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
