@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,17 +27,13 @@ from typing import Any
 
 import pytest
 
+from meshui.launcher.sample_mesh import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE_SECONDS = 120.0
 PASSWORD = "demo-password-for-the-test"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Demo:
@@ -84,7 +79,7 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    port = _free_port()
+    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -100,7 +95,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
             "--port",
             str(port),
             "--grpc-port",
-            str(_free_port()),
+            str(free_port()),
             "--rate",
             "20",
         ],

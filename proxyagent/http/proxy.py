@@ -166,10 +166,10 @@ class HttpProxy:
                 # Answer 100-continue ourselves so the client sends its body while we connect upstream.
                 client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if head.upgrade:
-                status = await self._tunnel(head, target, trace, requests, client_reader, client)
+                status = await self._tunnel(head, target, trace, hops, requests, client_reader, client)
                 return False
             status, request_bytes, response_bytes, keep = await self._forward(
-                head, target, trace, requests, client, clock
+                head, target, trace, hops, requests, client, clock
             )
             return keep and head.keep_alive
         except MeshError as exc:
@@ -247,14 +247,13 @@ class HttpProxy:
             )
         )
 
-    def _upstream_head(self, head: RequestHead, target: Target, trace: TraceContext) -> bytes:
+    def _upstream_head(self, head: RequestHead, target: Target, trace: TraceContext, hops: int) -> bytes:
         replaced = {b"traceparent", b"expect", _HOPS_HEADER, *(name.lower() for name, _ in target.extra_headers)}
         headers = [(n, v) for n, v in end_to_end(head.headers) if n.lower() not in replaced]
         headers.extend(target.extra_headers)
         headers.append((b"traceparent", trace.header()))
         headers.append((b"via", self._via))
-        hops = int(get(head.headers, _HOPS_HEADER) or b"0") + 1
-        headers.append((_HOPS_HEADER, str(hops).encode()))
+        headers.append((_HOPS_HEADER, str(hops + 1).encode()))
         if head.chunked:
             headers.append((b"transfer-encoding", b"chunked"))
         elif head.content_length is not None:
@@ -271,11 +270,12 @@ class HttpProxy:
         head: RequestHead,
         target: Target,
         trace: TraceContext,
+        hops: int,
         requests: RequestReader,
         client: asyncio.StreamWriter,
         clock: _ConnectionClock,
     ) -> tuple[int, int, int, bool]:
-        upstream_head = self._upstream_head(head, target, trace)
+        upstream_head = self._upstream_head(head, target, trace, hops)
         request_bytes = 0
         conn: UpstreamConnection | None = None
         reusable = False
@@ -393,6 +393,7 @@ class HttpProxy:
         head: RequestHead,
         target: Target,
         trace: TraceContext,
+        hops: int,
         requests: RequestReader,
         client_reader: asyncio.StreamReader,
         client: asyncio.StreamWriter,
@@ -400,7 +401,7 @@ class HttpProxy:
         """Upgrade (WebSocket): forward the handshake; after a 101, copy bytes both ways until either side closes."""
         conn = await self._pool.acquire(target.host, target.port, fresh=True)
         try:
-            conn.writer.write(self._upstream_head(head, target, trace))
+            conn.writer.write(self._upstream_head(head, target, trace, hops))
             response = ResponseReader(conn.reader, head_request=False)
             try:
                 async with asyncio.timeout(target.timeout_s):

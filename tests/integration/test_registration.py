@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from django.utils import timezone
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.catalog.models import Agent, AgentStatus, HealthStatus, Instance
 from meshui.celery import app
+from meshui.launcher.sample_mesh import free_port
 from meshui.meshcontrol.server import MeshControlServer
 from meshui.rollout.models import ConfigPush, MeshVersion, PushOutcome
 from meshui.rollout.tasks import _push_one
@@ -40,12 +40,6 @@ async def eventually(condition: Callable[[], Awaitable[bool] | bool], what: str)
             return
         await asyncio.sleep(0.05)  # polling interval, bounded by the deadline
     raise AssertionError(f"not within {DEADLINE_S} s: {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -88,8 +82,8 @@ async def start_agent(control_plane: str) -> AsyncIterator[Callable[..., Awaitab
             namespace="shop",
             workload=f"{service}-v1",
             address="127.0.0.1",
-            inbound_port=_free_port(),
-            admin_port=_free_port(),
+            inbound_port=free_port(),
+            admin_port=free_port(),
             labels={"version": "v1"},
         )
         store = ConfigStore()
@@ -180,7 +174,7 @@ async def test_the_agent_keeps_retrying_while_the_control_plane_is_down(
     start_agent: Callable[..., Awaitable[LocalAgent]],
 ) -> None:
     agent = await start_agent("reviews", register=False)
-    dead = ControlPlaneClient(f"127.0.0.1:{_free_port()}", agent.identity, agent.store, backoff_initial_s=0.01)
+    dead = ControlPlaneClient(f"127.0.0.1:{free_port()}", agent.identity, agent.store, backoff_initial_s=0.01)
     task = asyncio.create_task(dead.run())
     try:
         await eventually(lambda: dead.failures_total >= 3, "three failed attempts, each backed off")
