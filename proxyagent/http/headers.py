@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -22,28 +22,48 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def connection_tokens(headers: Headers) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    return tokens
-
-
 # Framing is ours to write: whatever the peer sent (or named in Connection) is replaced.
 FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 # A Connection header may not make us drop these: doing so would change the message's meaning.
 _PROTECTED = frozenset({b"content-length", b"host"})
+_NOT_FORWARDED = HOP_BY_HOP | FRAMING
 
 
-def end_to_end(headers: Headers, *, keep: Iterable[bytes] = ()) -> Headers:
-    """Headers minus hop-by-hop ones, those the Connection header names, and framing headers.
+def first_values(headers: Headers, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The first value of each header in ``names`` (lowercase), in one pass; Connection headers are joined."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in names:
+            if lower not in found:
+                found[lower] = value
+            elif lower == b"connection":
+                found[lower] += b"," + value
+    return found
+
+
+def end_to_end(
+    headers: Headers,
+    connection: bytes | None,
+    *,
+    keep: frozenset[bytes] = frozenset(),
+    drop: frozenset[bytes] = frozenset(),
+) -> Headers:
+    """Headers minus hop-by-hop ones, those ``connection`` (the Connection header's value) names, framing
+    headers and ``drop``.
 
     ``keep`` names hop-by-hop headers to keep (an upgrade's). Content-Length is
     removed too: callers write the framing of what they actually send.
     """
-    drop = (HOP_BY_HOP | (connection_tokens(headers) - _PROTECTED) | FRAMING) - set(keep)
-    return [(name, value) for name, value in headers if name.lower() not in drop]
+    dropped = _NOT_FORWARDED | drop if drop else _NOT_FORWARDED
+    if connection is not None:
+        tokens = {token.strip().lower() for token in connection.split(b",")} - _PROTECTED
+        tokens.discard(b"")
+        if not tokens <= dropped:
+            dropped = dropped | tokens
+    if keep:
+        dropped = dropped - keep
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
 def get(headers: Headers, name: bytes) -> bytes | None:

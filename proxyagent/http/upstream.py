@@ -1,72 +1,128 @@
-"""Connections to upstreams (other agents' inbound ports, or the local app), pooled per address."""
+"""Connections to upstreams (other agents' inbound ports, or the local app), pooled per address.
+
+A connection is an ``asyncio.Protocol``: the bytes it receives go straight to
+the exchange it is lent to, with no stream buffer or task wake-up in between.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import defaultdict
-from dataclasses import dataclass
+from typing import Protocol, cast
 
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 
 _MAX_IDLE_PER_HOST = 64
 
 
-@dataclass(eq=False)
-class UpstreamConnection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    address: tuple[str, int]
-    reused: bool = False
+class UpstreamListener(Protocol):
+    """What an exchange holding a connection hears from it."""
 
-    def usable(self) -> bool:
-        # Bytes that arrived while the connection sat idle (a 408, say) would be taken for the
-        # next request's response. StreamReader has no public peek, hence its buffer.
-        buffered = len(getattr(self.reader, "_buffer", b""))
-        return not self.writer.is_closing() and not self.reader.at_eof() and not buffered
+    def upstream_data(self, data: bytes) -> None: ...
+
+    def upstream_closed(self, eof: bool) -> bool:
+        """The upstream sent EOF (``eof``) or the connection is gone; returns whether to keep writing."""
+        ...
+
+    def upstream_paused(self, paused: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: ConnectionPool, address: tuple[str, int]) -> None:
+        self._pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.listener: UpstreamListener | None = None
+        self.reused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is None:
+            # Bytes while idle (a 408, say) would be taken for the next request's response.
+            self.close()
+            return
+        listener.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        listener = self.listener
+        self.closed = True
+        return listener.upstream_closed(True) if listener is not None else False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool.forget(self)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_closed(False)
+
+    def pause_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_paused(False)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
 
     def close(self) -> None:
-        self.writer.close()
+        self.closed = True
+        self.listener = None
+        if self.transport is not None:
+            self.transport.close()
 
 
 class ConnectionPool:
     """Idle keep-alive connections per (host, port); a connection is either lent out or idle, never both."""
 
     def __init__(self, connect_timeout_s: float = 2.0) -> None:
-        self._idle: defaultdict[tuple[str, int], list[UpstreamConnection]] = defaultdict(list)
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
         self._connect_timeout_s = connect_timeout_s
 
-    async def acquire(self, host: str, port: int, *, fresh: bool = False) -> UpstreamConnection:
-        key = (host, port)
-        idle = self._idle[key]
-        while idle and not fresh:
+    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+        idle = self._idle.get((host, port))
+        while idle:
             conn = idle.pop()
-            if conn.usable():
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
-            conn.close()
+        return None
+
+    async def connect(self, host: str, port: int) -> UpstreamConnection:
+        key = (host, port)
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), host, port)
         except TimeoutError:
             raise MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} timed out") from None
         except OSError as exc:
             raise MeshError(
                 MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} failed: {exc.strerror or exc}"
             ) from None
-        return UpstreamConnection(reader, writer, key)
+        return conn
 
     def release(self, conn: UpstreamConnection) -> None:
-        idle = self._idle[conn.address]
-        if conn.usable() and len(idle) < _MAX_IDLE_PER_HOST:
-            idle.append(conn)
-        else:
+        conn.listener = None
+        idle = self._idle.setdefault(conn.address, [])
+        if conn.closed or conn.transport is None or conn.transport.is_closing() or len(idle) >= _MAX_IDLE_PER_HOST:
             conn.close()
+        else:
+            idle.append(conn)
 
-    async def close(self) -> None:
-        for conns in self._idle.values():
-            for conn in conns:
-                conn.close()
-                with contextlib.suppress(OSError, ConnectionError):
-                    await conn.writer.wait_closed()
+    def forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.address)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        conns = [conn for idle in self._idle.values() for conn in idle]
         self._idle.clear()
+        for conn in conns:
+            conn.close()

@@ -1,0 +1,596 @@
+"""One request and its response, from the client's head to the last body byte (or the end of a tunnel).
+
+An exchange is driven from protocol callbacks: the client connection hands it
+the request head and body, the upstream connection hands it response bytes,
+which it parses and writes down. Its one timer enforces the request timeout
+(until the response head) and then catches a response body that stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+
+from proxyagent.http.headers import Headers, end_to_end, first_values, serialize
+from proxyagent.http.messages import RESPONSE_FIELDS, RequestHead, framing
+from proxyagent.http.proxy import HttpProxy, Target
+from proxyagent.http.upstream import UpstreamConnection
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.metrics import status_class
+from proxyagent.tracing import TraceContext, continue_or_start
+
+if TYPE_CHECKING:
+    from proxyagent.http.downstream import DownstreamConnection
+
+logger = logging.getLogger(__name__)
+
+_HOPS_HEADER = b"x-mesh-hops"
+# Safe to send twice (RFC 9110 9.2.2) when a pooled connection turns out to be dead.
+_RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+_MAX_HOPS = 8
+_UPGRADE_HEADERS = frozenset({b"connection", b"upgrade"})
+_CHUNK_END = b"0\r\n\r\n"
+# Request body held while no upstream connection exists yet; beyond it the client is paused.
+_MAX_BUFFERED = 256 * 1024
+# Why reading from a client connection is paused; it resumes when no reason is left.
+PAUSE_QUEUED = 1  # pipelined requests wait behind the one being answered
+PAUSE_UPSTREAM = 2  # the upstream does not take the request body as fast as it comes
+PAUSE_BUFFERED = 4  # body bytes wait for an upstream connection
+PAUSE_TUNNEL = 8  # bytes after an upgrade request wait for the upstream's 101
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class Exchange:
+    __slots__ = (
+        "_broken",
+        "_client",
+        "_close_delimited",
+        "_conn",
+        "_connecting",
+        "_down_buf",
+        "_eofs",
+        "_extra_message",
+        "_finished",
+        "_got_bytes",
+        "_interim",
+        "_keep",
+        "_labels",
+        "_last_data",
+        "_loop",
+        "_mesh_error",
+        "_parser",
+        "_proxy",
+        "_r_headers",
+        "_r_reason",
+        "_raw_pending",
+        "_rechunk",
+        "_request_bytes",
+        "_request_done",
+        "_response_bytes",
+        "_response_done",
+        "_retried",
+        "_running",
+        "_started",
+        "_started_ns",
+        "_status",
+        "_target",
+        "_timer",
+        "_trace",
+        "_tunnel",
+        "_up_buf",
+        "_up_buffered",
+        "_upstream_head",
+        "_upstream_keep",
+        "_upstream_reading_paused",
+        "answered",
+        "head",
+    )
+
+    def __init__(self, proxy: HttpProxy, client: DownstreamConnection, head: RequestHead) -> None:
+        self._proxy = proxy
+        self._client = client
+        self.head = head
+        self._loop = client.loop
+        self._request_done = not head.has_body
+        self._up_buf: list[bytes] = []
+        self._up_buffered = 0
+        self._conn: UpstreamConnection | None = None
+        self._target: Target | None = None
+        self._trace: TraceContext | None = None
+        self._labels: tuple[str, str, str, str] | None = None
+        self._started = 0.0
+        self._started_ns = 0
+        self._status = 0
+        self._mesh_error: MeshErrorCode | None = None
+        self._request_bytes = 0
+        self._response_bytes = 0
+        self.answered = False  # the response head went to the client
+        self._finished = False
+        self._running = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._upstream_head = b""
+        self._retried = False
+        self._parser: httptools.HttpResponseParser | None = None
+        self._r_headers: Headers = []
+        self._r_reason = b""
+        self._interim = False
+        self._response_done = False
+        self._extra_message = False
+        self._got_bytes = False
+        self._broken: str | None = None
+        self._rechunk = False
+        self._keep = False
+        self._upstream_keep = False
+        self._close_delimited = False
+        self._down_buf: list[bytes] = []
+        self._last_data = 0.0
+        self._tunnel = False
+        self._raw_pending: list[bytes] = []
+        self._eofs = 0
+        self._upstream_reading_paused = False
+
+    # Request side (called by the client connection)
+
+    def start(self) -> None:
+        proxy = self._proxy
+        proxy.exchange_started()
+        self._running = True
+        self._started = time.perf_counter()
+        self._started_ns = time.time_ns()
+        head = self.head
+        try:
+            rate = proxy.settings.trace_sampling
+            sample = rate >= 1.0 or random.random() < rate  # noqa: S311
+            self._trace = trace = continue_or_start(head.fields.get(b"traceparent"), sample=sample)
+            hops = self._hops()
+            target = self._target = proxy.router.route(head)
+            self._labels = (
+                proxy.direction,
+                target.source_workload,
+                target.destination_service,
+                target.destination_workload,
+            )
+            proxy.metrics.in_flight_gauge(proxy.direction, target.destination_service).inc()
+            if head.has_body and head.version == "1.1":
+                expect = head.fields.get(b"expect")
+                if expect is not None and expect.lower() == b"100-continue":
+                    # Answer 100-continue ourselves so the client sends its body while we connect upstream.
+                    self._client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._upstream_head = self._build_upstream_head(target, trace, hops)
+            self._up_buf.insert(0, self._upstream_head)
+            self._timer = self._loop.call_later(target.timeout_s, self._timed_out)
+            conn = None if head.upgrade else proxy.pool.take_idle(target.host, target.port)
+            if conn is not None:
+                self._attach(conn)
+            else:
+                self._connecting = self._loop.create_task(self._connect())
+        except MeshError as exc:
+            self.fail(exc)
+
+    def request_body(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._request_bytes += len(chunk)
+        self._up_buf.append(_chunk(chunk) if self.head.chunked else chunk)
+        if self._conn is None:
+            self._up_buffered += len(chunk)
+            if self._up_buffered > _MAX_BUFFERED:
+                self._client.pause(PAUSE_BUFFERED)
+
+    def request_end(self) -> None:
+        self._request_done = True
+        if self.head.chunked and not self._finished:
+            self._up_buf.append(_CHUNK_END)
+
+    def flush_up(self) -> None:
+        """Send the request bytes gathered so far; called once per read from the client."""
+        conn = self._conn
+        buf = self._up_buf
+        if conn is None or not buf:
+            return
+        conn.write(buf[0] if len(buf) == 1 else b"".join(buf))
+        buf.clear()
+        self._up_buffered = 0
+
+    def client_raw(self, data: bytes) -> None:
+        """Bytes after an upgrade request: tunnelled once the upstream agreed, held until then."""
+        if self._tunnel and self._conn is not None:
+            self._conn.write(data)
+        elif not self._finished:
+            self._raw_pending.append(data)
+            self._client.pause(PAUSE_TUNNEL)
+
+    def client_eof(self) -> bool:
+        conn = self._conn
+        if self._tunnel and conn is not None and conn.transport is not None and conn.transport.can_write_eof():
+            conn.transport.write_eof()
+            self._eofs += 1
+            if self._eofs >= 2:
+                self._end_tunnel()
+                return False
+            return True
+        return False
+
+    def client_paused(self, paused: bool) -> None:
+        conn = self._conn
+        if conn is not None and conn.transport is not None and not conn.closed:
+            if paused:
+                conn.transport.pause_reading()
+            else:
+                conn.transport.resume_reading()
+            self._upstream_reading_paused = paused
+
+    def abort(self) -> None:
+        """The client is gone (or sent garbage): drop the upstream side without answering."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._drop_conn()
+        self._finish()
+
+    # Upstream side (UpstreamListener)
+
+    def upstream_data(self, data: bytes) -> None:
+        if self._tunnel:
+            self._client.write(data)
+            return
+        parser = self._parser
+        if parser is None or self._finished:
+            return
+        self._got_bytes = True
+        if self.answered:
+            self._last_data = self._loop.time()
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._status == 101:
+                self._flush_down()
+                self._start_tunnel(data[upgrade.args[0] :])
+                return
+        except httptools.HttpParserError as exc:
+            self._upstream_broken(self._broken or f"malformed response: {exc}")
+            return
+        self._flush_down()
+        if self._response_done:
+            self._complete()
+
+    def upstream_closed(self, eof: bool) -> bool:
+        if self._finished:
+            return False
+        if self._tunnel:
+            transport = self._client.transport
+            if eof and transport is not None and transport.can_write_eof() and not self._client.closed:
+                transport.write_eof()
+                self._eofs += 1
+                if self._eofs < 2:
+                    return True
+            self._end_tunnel()
+            return False
+        conn = self._conn
+        if self.answered:
+            if self._close_delimited and not self._response_done:
+                # EOF is how a response without Content-Length or chunked framing ends.
+                if self._rechunk:
+                    self._down_buf.append(_CHUNK_END)
+                self._response_done = True
+                self._upstream_keep = False
+                self._flush_down()
+                self._complete()
+            else:
+                logger.warning("upstream reset in the middle of a response body")
+                self._cut_short()
+            return False
+        head = self.head
+        if (
+            conn is not None
+            and conn.reused
+            and not self._got_bytes
+            and not self._retried
+            and not head.has_body
+            and head.method in _RETRYABLE_METHODS
+        ):
+            # A pooled connection the upstream closed while idle fails on first use; with no
+            # body sent, one retry on a fresh connection is safe.
+            self._retried = True
+            self._drop_conn()
+            self._up_buf = [self._upstream_head]
+            self._connecting = self._loop.create_task(self._connect())
+            return False
+        self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, "upstream closed the connection before responding"))
+        return False
+
+    def upstream_paused(self, paused: bool) -> None:
+        if paused:
+            self._client.pause(PAUSE_UPSTREAM)
+        else:
+            self._client.resume(PAUSE_UPSTREAM)
+
+    # httptools response callbacks
+
+    def on_message_begin(self) -> None:
+        if self._response_done:
+            self._extra_message = True
+        self._r_headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self._r_reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._r_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim response (100 Continue, 103 Early Hints): skip it and its end.
+            self._interim = True
+            return
+        fields = first_values(self._r_headers, RESPONSE_FIELDS)
+        try:
+            chunked, length = framing(fields)
+        except MeshError as exc:
+            self._broken = f"unsupported response framing: {exc.detail}"
+            raise
+        self._status = status
+        request = self.head
+        head_only = request.method == b"HEAD"
+        if status == 101:
+            headers = end_to_end(self._r_headers, fields.get(b"connection"), keep=_UPGRADE_HEADERS)
+            self._down_buf.append(serialize(b"HTTP/1.1 101 " + self._r_reason, headers))
+            self.answered = True
+            self._response_done = True
+            return
+        has_body = not (head_only or status in (204, 304) or length == 0)
+        client_http11 = request.version == "1.1"
+        close_delimited = self._close_delimited = has_body and not chunked and length is None
+        rechunk = self._rechunk = has_body and (chunked or close_delimited) and client_http11
+        upstream_keep = parser.should_keep_alive()
+        self._upstream_keep = upstream_keep and not head_only
+        keep = self._keep = (
+            request.keep_alive
+            and upstream_keep
+            and not request.upgrade
+            and (not has_body or rechunk or length is not None)
+        )
+        headers = end_to_end(self._r_headers, fields.get(b"connection"))
+        headers.append((b"via", self._proxy.via))
+        if rechunk:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif length is not None:
+            headers.append((b"content-length", b"%d" % length))
+        if not keep:
+            headers.append((b"connection", b"close"))
+        version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
+        self._down_buf.append(serialize(b"%b %d %b" % (version, status, self._r_reason), headers))
+        self.answered = True
+        if not has_body:
+            self._response_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._interim or self._response_done:
+            return
+        self._response_bytes += len(body)
+        self._down_buf.append(_chunk(body) if self._rechunk else body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if not self._response_done and self._rechunk:
+            self._down_buf.append(_CHUNK_END)
+        self._response_done = True
+
+    # Outcomes
+
+    def fail(self, error: MeshError) -> None:
+        """A mesh error: answer it if nothing was answered yet, else cut the response short."""
+        if self._finished:
+            return
+        proxy = self._proxy
+        proxy.metrics.mesh_errors.labels(proxy.direction, str(error.code)).inc()
+        if self._connecting is not None and self._connecting is not asyncio.current_task():
+            self._connecting.cancel()
+        self._drop_conn()
+        if self.answered:
+            self._cut_short()
+            return
+        self._status = error.status
+        self._mesh_error = error.code
+        # A body we did not read to its end is still on the connection: close rather than
+        # read an unbounded amount of it, or mistake it for the next request.
+        keep = (
+            error.code is not MeshErrorCode.BAD_REQUEST
+            and self.head.keep_alive
+            and self._request_done
+            and not self.head.upgrade
+        )
+        self._client.write(error.response(keep_alive=keep))
+        self.answered = True
+        self._finish()
+        self._client.exchange_finished(self, keep)
+
+    def _complete(self) -> None:
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            if self._upstream_reading_paused and conn.transport is not None:
+                conn.transport.resume_reading()
+            if self._upstream_keep and self._request_done and not self._extra_message:
+                self._proxy.pool.release(conn)
+            else:
+                conn.close()
+        keep = self._keep and self._request_done
+        self._finish()
+        self._client.exchange_finished(self, keep)
+
+    def _cut_short(self) -> None:
+        """The response head is out but its body cannot be finished: end the connection (a truncated body)."""
+        self._drop_conn()
+        self._finish()
+        self._client.exchange_finished(self, False)
+
+    def _upstream_broken(self, reason: str) -> None:
+        self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, reason))
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._finished:
+            return
+        target = self._target
+        assert target is not None
+        if not self.answered:
+            self.fail(
+                MeshError(
+                    MeshErrorCode.TIMEOUT, f"no response from {target.destination_service} in {target.timeout_s:g} s"
+                )
+            )
+            return
+        stalled_since = self._loop.time() - self._last_data
+        if stalled_since >= target.timeout_s:
+            logger.warning("response body stalled for %.1f s; closing", stalled_since)
+            self._cut_short()
+        else:
+            self._timer = self._loop.call_at(self._last_data + target.timeout_s, self._timed_out)
+
+    # Tunnels (after a 101)
+
+    def _start_tunnel(self, leftover: bytes) -> None:
+        self._tunnel = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if leftover:
+            self._client.write(leftover)
+        conn = self._conn
+        if self._raw_pending and conn is not None:
+            conn.write(b"".join(self._raw_pending))
+            self._raw_pending.clear()
+        self._client.resume(PAUSE_TUNNEL)
+
+    def _end_tunnel(self) -> None:
+        self._drop_conn()
+        self._finish()
+        self._client.exchange_finished(self, False)
+
+    # Internals
+
+    def _hops(self) -> int:
+        raw = self.head.fields.get(_HOPS_HEADER)
+        try:
+            hops = int(raw) if raw is not None else 0
+        except ValueError:
+            hops = -1
+        if hops < 0:
+            raise MeshError(MeshErrorCode.BAD_REQUEST, "x-mesh-hops must be a non-negative number")
+        if hops >= _MAX_HOPS:
+            raise MeshError(MeshErrorCode.LOOP_DETECTED, f"request passed {hops} mesh hops; is it looping?")
+        return hops
+
+    def _build_upstream_head(self, target: Target, trace: TraceContext, hops: int) -> bytes:
+        head = self.head
+        headers = end_to_end(head.headers, head.fields.get(b"connection"), drop=target.replaces)
+        headers.extend(target.extra_headers)
+        headers.append((b"traceparent", trace.header()))
+        headers.append((b"via", self._proxy.via))
+        headers.append((_HOPS_HEADER, b"%d" % (hops + 1)))
+        if head.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif head.content_length is not None:
+            headers.append((b"content-length", b"%d" % head.content_length))
+        if head.upgrade:
+            headers.append((b"connection", b"upgrade"))
+            upgrade = head.fields.get(b"upgrade")
+            if upgrade is not None:
+                headers.append((b"upgrade", upgrade))
+        return serialize(head.method + b" " + target.path + b" HTTP/1.1", headers)
+
+    async def _connect(self) -> None:
+        target = self._target
+        assert target is not None
+        try:
+            conn = await self._proxy.pool.connect(target.host, target.port)
+        except MeshError as exc:
+            self._connecting = None
+            self.fail(exc)
+            return
+        self._connecting = None
+        if self._finished:
+            conn.close()
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self._conn = conn
+        conn.listener = self
+        self._parser = httptools.HttpResponseParser(self)
+        if not self._client.feeding:
+            # Inside a read the client connection flushes once at its end: head and body in one write.
+            self.flush_up()
+        self._client.resume(PAUSE_BUFFERED)
+        if self._client.write_paused:
+            self.client_paused(True)
+
+    def _flush_down(self) -> None:
+        buf = self._down_buf
+        if buf:
+            self._client.write(buf[0] if len(buf) == 1 else b"".join(buf))
+            buf.clear()
+
+    def _drop_conn(self) -> None:
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            conn.close()
+
+    def _finish(self) -> None:
+        """Bookkeeping, once: timers, in-flight counts, metrics and the span."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._running:
+            return
+        proxy = self._proxy
+        proxy.exchange_ended()
+        target = self._target
+        if target is not None:
+            proxy.metrics.in_flight_gauge(proxy.direction, target.destination_service).dec()
+            if target.on_done is not None:
+                target.on_done()
+        status = self._status
+        if not status:
+            return
+        elapsed = time.perf_counter() - self._started
+        labels = self._labels or (proxy.direction, "unknown", "unknown", "unknown")
+        proxy.metrics.observe(
+            (*labels, status_class(status)),
+            seconds=elapsed,
+            request_bytes=self._request_bytes,
+            response_bytes=self._response_bytes,
+            failed=status >= 500,
+        )
+        trace = self._trace
+        if proxy.spans is not None and trace is not None and trace.sampled:
+            head = self.head
+            proxy.spans.record(
+                trace,
+                method=head.method,
+                target=head.target,
+                version=head.version,
+                status=status,
+                edge=labels,
+                mesh_error=str(self._mesh_error) if self._mesh_error is not None else None,
+                start_ns=self._started_ns,
+                end_ns=self._started_ns + int(elapsed * 1e9),
+            )

@@ -1,0 +1,172 @@
+"""OTLP trace messages written straight in protobuf's wire format.
+
+Building ``opentelemetry-proto`` message objects for a span (a ``Span``, a
+``KeyValue`` and an ``AnyValue`` per attribute) costs about 50 µs in Python,
+more than proxying the request it describes. The wire format of a repeated
+message field is the concatenation of its encoded entries, and most of a
+span's attributes repeat from request to request (method, status, workloads),
+so those are encoded once and cached as bytes; a span is then a handful of
+byte concatenations. The output decodes with ``opentelemetry-proto`` into the
+same messages the OpenTelemetry SDK would send (a test holds it to that).
+"""
+
+from __future__ import annotations
+
+import struct
+
+# Wire types (protobuf encoding spec).
+_VARINT = 0
+_FIXED64 = 1
+_LEN = 2
+
+# Field numbers from opentelemetry/proto/trace/v1/trace.proto, common.proto and trace_service.proto.
+_SPAN_TRACE_ID = 1
+_SPAN_SPAN_ID = 2
+_SPAN_PARENT_SPAN_ID = 4
+_SPAN_NAME = 5
+_SPAN_KIND = 6
+_SPAN_START = 7
+_SPAN_END = 8
+_SPAN_ATTRIBUTES = 9
+_SPAN_STATUS = 15
+_STATUS_CODE = 3
+_STATUS_CODE_ERROR = 2
+_KEY_VALUE_KEY = 1
+_KEY_VALUE_VALUE = 2
+_ANY_STRING = 1
+_ANY_INT = 3
+_RESOURCE_ATTRIBUTES = 1
+_SCOPE_NAME = 1
+_RESOURCE_SPANS_RESOURCE = 1
+_RESOURCE_SPANS_SCOPE_SPANS = 2
+_SCOPE_SPANS_SCOPE = 1
+_SCOPE_SPANS_SPANS = 2
+_REQUEST_RESOURCE_SPANS = 1
+
+MAX_CACHED = 4096
+
+
+def varint(value: int) -> bytes:
+    """Base-128 varint; negative numbers as their 64-bit two's complement (as int64 fields are)."""
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return varint(field << 3 | wire_type)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    return _tag(field, _LEN) + varint(len(payload)) + payload
+
+
+def _any_value(value: str | int) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"span attributes are strings or integers, not {type(value).__name__}")
+    if isinstance(value, int):
+        return _tag(_ANY_INT, _VARINT) + varint(value)
+    return length_delimited(_ANY_STRING, value.encode())
+
+
+def key_value(key: str, value: str | int) -> bytes:
+    """One encoded ``KeyValue`` message."""
+    return length_delimited(_KEY_VALUE_KEY, key.encode()) + length_delimited(_KEY_VALUE_VALUE, _any_value(value))
+
+
+def span_attribute(key: str, value: str | int) -> bytes:
+    """One entry of ``Span.attributes``, field tag included."""
+    return length_delimited(_SPAN_ATTRIBUTES, key_value(key, value))
+
+
+# An error status is the same few bytes on every failed span.
+_ERROR_STATUS = length_delimited(_SPAN_STATUS, _tag(_STATUS_CODE, _VARINT) + varint(_STATUS_CODE_ERROR))
+_TRACE_ID_TAG = _tag(_SPAN_TRACE_ID, _LEN)
+_SPAN_ID_TAG = _tag(_SPAN_SPAN_ID, _LEN)
+_PARENT_SPAN_ID_TAG = _tag(_SPAN_PARENT_SPAN_ID, _LEN)
+_NAME_TAG = _tag(_SPAN_NAME, _LEN)
+_KIND_TAG = _tag(_SPAN_KIND, _VARINT)
+# Both timestamps with their tags in one pack (every tag here is a single byte).
+_TIMES = struct.Struct("<BQBQ")
+_START_TAG_BYTE = _SPAN_START << 3 | _FIXED64
+_END_TAG_BYTE = _SPAN_END << 3 | _FIXED64
+
+
+def _length(n: int) -> bytes:
+    return bytes((n,)) if n < 0x80 else varint(n)
+
+
+class AttributeCache:
+    """Encoded attribute blocks by a key the caller chooses; bounded, so unusual values cannot grow it forever."""
+
+    def __init__(self, max_entries: int = MAX_CACHED) -> None:
+        self._blocks: dict[object, bytes] = {}
+        self._max_entries = max_entries
+
+    def block(self, key: object, attributes: tuple[tuple[str, str | int], ...]) -> bytes:
+        cached = self._blocks.get(key)
+        if cached is not None:
+            return cached
+        encoded = b"".join(span_attribute(k, v) for k, v in attributes)
+        if len(self._blocks) < self._max_entries:
+            self._blocks[key] = encoded
+        return encoded
+
+
+def encode_span(
+    *,
+    trace_id: bytes,
+    span_id: bytes,
+    parent_span_id: bytes,
+    name: bytes,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    attributes: bytes,
+    error: bool,
+) -> bytes:
+    """One encoded ``Span``; ``attributes`` is a concatenation of ``span_attribute`` outputs."""
+    # Hand-unrolled: this runs once per proxied request.
+    return b"".join(
+        (
+            _TRACE_ID_TAG,
+            _length(len(trace_id)),
+            trace_id,
+            _SPAN_ID_TAG,
+            _length(len(span_id)),
+            span_id,
+            (_PARENT_SPAN_ID_TAG + _length(len(parent_span_id)) + parent_span_id) if parent_span_id else b"",
+            _NAME_TAG,
+            _length(len(name)),
+            name,
+            _KIND_TAG,
+            varint(kind),
+            _TIMES.pack(_START_TAG_BYTE, start_ns, _END_TAG_BYTE, end_ns),
+            attributes,
+            _ERROR_STATUS if error else b"",
+        )
+    )
+
+
+def encode_resource(attributes: dict[str, str]) -> bytes:
+    return b"".join(length_delimited(_RESOURCE_ATTRIBUTES, key_value(k, v)) for k, v in attributes.items())
+
+
+def encode_scope(name: str) -> bytes:
+    return length_delimited(_SCOPE_NAME, name.encode())
+
+
+def encode_export_request(resource: bytes, scope: bytes, spans: list[bytes]) -> bytes:
+    """An ``ExportTraceServiceRequest`` holding one resource, one scope and ``spans``."""
+    scope_spans = length_delimited(_SCOPE_SPANS_SCOPE, scope) + b"".join(
+        length_delimited(_SCOPE_SPANS_SPANS, span) for span in spans
+    )
+    resource_spans = length_delimited(_RESOURCE_SPANS_RESOURCE, resource) + length_delimited(
+        _RESOURCE_SPANS_SCOPE_SPANS, scope_spans
+    )
+    return length_delimited(_REQUEST_RESOURCE_SPANS, resource_spans)
