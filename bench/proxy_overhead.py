@@ -250,9 +250,9 @@ def max_throughput(target: Target, duration: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def tool_version(argv: list[str]) -> str:
+def tool_version(argv: list[str], words: int) -> str:
     output = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-    return " ".join(output.splitlines()[0].split()[:3]) if output else argv[0]
+    return " ".join(output.splitlines()[0].split()[:words]) if output else argv[0]
 
 
 def machine() -> str:
@@ -366,9 +366,9 @@ def write_report(
         f"- Command: `python bench/proxy_overhead.py --duration {args.duration} --repeat {args.repeat} --rates {args.rates}`",
         f"- Machine: {machine()}",
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Load: {tool_version([str(k6_binary()), 'version'])} (constant-arrival-rate: open loop, evenly spaced "
+        f"- Load: {tool_version([str(k6_binary()), 'version'], 2)} (constant-arrival-rate: open loop, evenly spaced "
         "arrivals, HTTP/1.1 keep-alive) for latency; wrk (1 thread, 50 connections, closed loop) for maximum "
-        f"throughput. Backend: {tool_version(['haproxy', '-v'])} answering `200 ok` itself, which is also the "
+        f"throughput. Backend: {tool_version(['haproxy', '-v'], 3)} answering `200 ok` itself, which is also the "
         "reference proxy. Proxies pinned to CPU 0, load generator and backend to CPU 1.",
         f"- Telemetry on: a span per request per sidecar, exported over OTLP/gRPC ({spans} spans received).",
         f"- Each cell: median of {args.repeat} interleaved runs of {args.duration} s.",
@@ -392,6 +392,16 @@ def write_report(
                 f"| {med([r.p99_ms for r in runs]):.3f} | {med([r.max_ms for r in runs]):.1f} "
                 f"| {sum(r.errors for r in runs)} | - |"
             )  # fmt: skip
+    direct = targets[0]
+    for rate in rates:
+        runs = results[(direct.name, rate)]
+        if sum(r.errors for r in runs) or med([r.achieved_rps for r in runs]) < 0.99 * rate:
+            lines += [
+                "",
+                f"At {rate} rps the direct path itself dropped or failed requests: the load generator (sharing "
+                "its CPU with the backend) could not sustain that rate here, so that rate's rows measure the "
+                "generator as much as the proxies.",
+            ]
     lines += [
         "",
         "## Maximum throughput through one proxy on one core",

@@ -522,6 +522,11 @@ class Exchange:
             self._connecting = None
             self.fail(exc)
             return
+        except Exception as exc:  # a bug of ours or an odd socket error: answer rather than wait for the timeout
+            logger.exception("connecting to %s:%d failed", target.host, target.port)
+            self._connecting = None
+            self.fail(MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, type(exc).__name__))
+            return
         self._connecting = None
         if self._finished:
             conn.close()

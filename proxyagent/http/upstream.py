@@ -49,8 +49,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         listener = self.listener
-        self.closed = True
-        return listener.upstream_closed(True) if listener is not None else False
+        # A tunnel keeps writing after the upstream's EOF (a half-close); anything else is done.
+        keep_writing = listener.upstream_closed(True) if listener is not None else False
+        if not keep_writing:
+            self.closed = True
+        return keep_writing
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
