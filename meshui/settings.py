@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "meshui.catalog",
     "meshui.rollout",
     "meshui.meshcontrol",
+    "meshui.telemetry",
     "meshui.health",
     "meshui.live",
 ]
@@ -199,6 +200,10 @@ MESH_HEARTBEAT_INTERVAL_SECONDS = env.env_int(_environ, "MESH_HEARTBEAT_INTERVAL
 # An agent silent for this many intervals is stale: its instance leaves every endpoint set.
 MESH_MISSED_HEARTBEATS = env.env_int(_environ, "MESH_MISSED_HEARTBEATS", 3, minimum=1)
 MESH_PUSH_TIMEOUT_SECONDS = env.env_int(_environ, "MESH_PUSH_TIMEOUT_SECONDS", 5, minimum=1)
+# OTLP ingest: the largest export request accepted, the spans that may wait to be stored, spans per transaction.
+MESH_OTLP_MAX_MESSAGE_BYTES = env.env_int(_environ, "MESH_OTLP_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)
+MESH_SPAN_INGEST_MAX_PENDING = env.env_int(_environ, "MESH_SPAN_INGEST_MAX_PENDING", 100_000, minimum=1)
+MESH_SPAN_INGEST_BATCH = env.env_int(_environ, "MESH_SPAN_INGEST_BATCH", 2000, minimum=1)
 
 # --- accounts -----------------------------------------------------------------
 # A token's last-used time is written at most this often, so a busy automation

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections
 from rest_framework.test import APIClient
 
 from meshui.accounts.models import ApiToken, RoleBinding
@@ -22,6 +24,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     # persistent connections those would outlive the test and block dropping the
     # test database.
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(autouse=True)
+def _close_connections_of_the_sync_thread() -> Iterator[None]:
+    yield
+    # Outside a request, sync_to_async calls (the tests' own, and servers run in the test's loop)
+    # share asgiref's one executor thread; a connection left open there would outlive the test
+    # and block dropping the test database.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture(autouse=True)

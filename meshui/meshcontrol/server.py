@@ -1,4 +1,5 @@
-"""The control plane's gRPC server: MeshControl, plus the sweep that expires silent agents."""
+"""The control plane's gRPC server: MeshControl and OTLP's TraceService, the sweep that expires silent
+agents, and the span ingest writer."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import logging
 from datetime import timedelta
 
 import grpc
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.meshcontrol.servicer import MeshControlServicer
+from meshui.telemetry.ingest import SpanIngest
+from meshui.telemetry.receiver import TraceReceiver
 from proxyagent.protocol.v1 import control_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -26,18 +30,29 @@ class MeshControlServer:
         self.bind = bind
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
-        # Kept so the task is not garbage collected while it runs.
+        # Kept so the tasks are not garbage collected while they run.
         self._sweeper: asyncio.Task[None] | None = None
+        self._ingest_task: asyncio.Task[None] | None = None
+        self.ingest: SpanIngest | None = None
+        self.traces: TraceReceiver | None = None
 
     async def start(self) -> int:
         # Created here, not in __init__: a grpc.aio server belongs to the loop it is created on.
-        self._server = grpc.aio.server()
+        # A request over the limit is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is decoded.
+        limit = settings.MESH_OTLP_MAX_MESSAGE_BYTES
+        self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
         control_pb2_grpc.add_MeshControlServicer_to_server(MeshControlServicer(), self._server)
+        self.ingest = SpanIngest(
+            max_pending_spans=settings.MESH_SPAN_INGEST_MAX_PENDING, batch_spans=settings.MESH_SPAN_INGEST_BATCH
+        )
+        self.traces = TraceReceiver(self.ingest)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
             raise OSError(f"cannot bind the mesh control gRPC server to {self.bind}")
         await self._server.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="expire-silent-agents")
+        self._ingest_task = asyncio.create_task(self.ingest.run(), name="span-ingest")
         logger.info("mesh control gRPC listening on %s (port %s)", self.bind, self.port)
         return self.port
 
@@ -47,7 +62,7 @@ class MeshControlServer:
         while True:
             await asyncio.sleep(interval)
             try:
-                await sync_to_async(do_expire_silent_agents)(timezone.now(), allowed)
+                await database_sync_to_async(do_expire_silent_agents)(timezone.now(), allowed)
             except Exception:  # one failed sweep (database restarting) must not stop the next
                 logger.exception("expiring silent agents failed")
 
@@ -58,3 +73,5 @@ class MeshControlServer:
                 await self._sweeper
         if self._server is not None:
             await self._server.stop(grace)
+        if self.ingest is not None:
+            await self.ingest.close(self._ingest_task)

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import grpc
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from meshui.catalog.actions import do_deregister_agent, do_record_heartbeat, do_register_agent
@@ -43,8 +43,8 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
         except InvalidRegistration as exc:
             logger.warning("registration refused: %s", exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        agent = await sync_to_async(do_register_agent)(registration)
-        snapshot = await sync_to_async(_current_snapshot)()
+        agent = await database_sync_to_async(do_register_agent)(registration)
+        snapshot = await database_sync_to_async(_current_snapshot)()
         return control_pb2.RegisterResponse(
             agent_id=agent.agent_id,
             snapshot=snapshot,
@@ -54,19 +54,21 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
     async def Heartbeat(  # noqa: N802
         self, request: control_pb2.HeartbeatRequest, context: Context
     ) -> control_pb2.HeartbeatResponse:
-        result = await sync_to_async(do_record_heartbeat)(request.agent_id, request.applied_version, request.healthy)
+        result = await database_sync_to_async(do_record_heartbeat)(
+            request.agent_id, request.applied_version, request.healthy
+        )
         if not result.known or request.applied_version > result.latest_version:
             # Unknown, or ahead of us (our database went back in time): registering again resyncs both sides.
             return control_pb2.HeartbeatResponse(latest_version=result.latest_version, reregister=True)
         reply = control_pb2.HeartbeatResponse(latest_version=result.latest_version)
         if request.applied_version < result.latest_version:
             # The agent missed a push (or it is still in flight): hand it the snapshot now.
-            reply.snapshot.CopyFrom(await sync_to_async(build_snapshot)(result.latest_version))
+            reply.snapshot.CopyFrom(await database_sync_to_async(build_snapshot)(result.latest_version))
         return reply
 
     async def Deregister(  # noqa: N802
         self, request: control_pb2.DeregisterRequest, context: Context
     ) -> control_pb2.DeregisterResponse:
-        if not await sync_to_async(do_deregister_agent)(request.agent_id):
+        if not await database_sync_to_async(do_deregister_agent)(request.agent_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown agent {request.agent_id!r}")
         return control_pb2.DeregisterResponse()

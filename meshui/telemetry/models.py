@@ -1,0 +1,87 @@
+"""Spans as received over OTLP, and one summary row per trace so searches work on whole traces."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SpanKind(models.IntegerChoices):
+    # opentelemetry.proto.trace.v1.Span.SpanKind
+    UNSPECIFIED = 0, "unspecified"
+    INTERNAL = 1, "internal"
+    SERVER = 2, "server"
+    CLIENT = 3, "client"
+    PRODUCER = 4, "producer"
+    CONSUMER = 5, "consumer"
+
+
+class SpanStatus(models.IntegerChoices):
+    # opentelemetry.proto.trace.v1.Status.StatusCode
+    UNSET = 0, "unset"
+    OK = 1, "ok"
+    ERROR = 2, "error"
+
+
+class Span(models.Model):
+    """One span. ``(trace_id, span_id)`` is unique, which is what makes a retried export batch harmless."""
+
+    trace_id = models.CharField(max_length=32, help_text="32 lowercase hex digits.")
+    span_id = models.CharField(max_length=16, help_text="16 lowercase hex digits.")
+    parent_span_id = models.CharField(max_length=16, blank=True, help_text="Empty for a root span.")
+    service = models.CharField(max_length=253, help_text="The resource's service.name.")
+    namespace = models.CharField(max_length=253, blank=True, help_text="The resource's service.namespace.")
+    operation = models.CharField(max_length=255, help_text="The span name.")
+    kind = models.PositiveSmallIntegerField(choices=SpanKind.choices, default=SpanKind.UNSPECIFIED)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    duration_us = models.BigIntegerField()
+    status = models.PositiveSmallIntegerField(choices=SpanStatus.choices, default=SpanStatus.UNSET)
+    status_message = models.CharField(max_length=1024, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    resource = models.JSONField(default=dict, blank=True)
+    # The mesh edge a sidecar's span describes (empty for spans from apps).
+    source_workload = models.CharField(max_length=253, blank=True)
+    destination_service = models.CharField(max_length=253, blank=True)
+    destination_workload = models.CharField(max_length=253, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_unique_in_trace")]
+        indexes = [
+            models.Index(fields=["start"], name="span_start"),
+            models.Index(fields=["service", "start"], name="span_service_start"),
+            models.Index(fields=["source_workload", "destination_service", "start"], name="span_edge_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id}/{self.span_id} {self.service} {self.operation}"
+
+    @property
+    def error(self) -> bool:
+        return self.status == SpanStatus.ERROR
+
+
+class TraceSummary(models.Model):
+    """A whole trace at a glance, recomputed from its spans whenever a batch adds to it."""
+
+    trace_id = models.CharField(max_length=32, unique=True)
+    root_service = models.CharField(max_length=253)
+    root_operation = models.CharField(max_length=255)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    duration_us = models.BigIntegerField(help_text="From the earliest span start to the latest span end.")
+    span_count = models.PositiveIntegerField()
+    error = models.BooleanField(help_text="Whether any span has an error status.")
+    services = models.JSONField(default=list, help_text="Every service with a span in the trace, sorted.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["start"], name="trace_start"),
+            models.Index(fields=["root_service", "start"], name="trace_root_start"),
+            models.Index(fields=["duration_us"], name="trace_duration"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} {self.root_service} {self.root_operation}"

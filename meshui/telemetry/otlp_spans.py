@@ -1,0 +1,137 @@
+"""OTLP trace export requests turned into ``Span`` rows, span by span, refusing what cannot be stored.
+
+A span with a malformed id or impossible times is rejected on its own (and
+reported back in OTLP's ``partial_success``); its neighbours in the batch are
+kept. Attribute values keep their JSON type; sizes are bounded so one client
+cannot store unbounded blobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from meshui.telemetry.models import Span, SpanKind, SpanStatus
+
+MAX_ATTRIBUTES = 128
+MAX_EVENTS = 128
+MAX_STRING = 4096
+MAX_DEPTH = 4
+_UNKNOWN_SERVICE = "unknown_service"
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+
+@dataclass
+class Decoded:
+    spans: list[Span] = field(default_factory=list)
+    rejected: int = 0
+    # The first reason a span was rejected, for the client's partial_success message.
+    reason: str = ""
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.reason = self.reason or reason
+
+
+def _value(value: common_pb2.AnyValue, depth: int = 0) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value[:MAX_STRING]
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return value.bytes_value[: MAX_STRING // 2].hex()
+    if depth >= MAX_DEPTH:
+        return None
+    if kind == "array_value":
+        return [_value(v, depth + 1) for v in value.array_value.values[:MAX_ATTRIBUTES]]
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values, depth + 1)
+    return None
+
+
+def attributes(pairs: Any, depth: int = 0) -> dict[str, Any]:
+    """OTLP ``KeyValue``s as a JSON object (the first MAX_ATTRIBUTES of them)."""
+    return {kv.key[:MAX_STRING]: _value(kv.value, depth) for kv in list(pairs)[:MAX_ATTRIBUTES]}
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _time(unix_nano: int) -> dt.datetime:
+    # Exact integer microseconds: a float here would round differently from the stored durations.
+    return _EPOCH + dt.timedelta(microseconds=unix_nano // 1000)
+
+
+def _edge_value(attrs: dict[str, Any], key: str) -> str:
+    value = attrs.get(key)
+    return value[:253] if isinstance(value, str) else ""
+
+
+def _span(span: trace_pb2.Span, resource: dict[str, Any], service: str, namespace: str, out: Decoded) -> None:
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
+        out.reject("trace_id must be 16 bytes and not all zero")
+        return
+    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN:
+        out.reject("span_id must be 8 bytes and not all zero")
+        return
+    if span.parent_span_id and len(span.parent_span_id) != 8:
+        out.reject("parent_span_id must be empty or 8 bytes")
+        return
+    if not span.start_time_unix_nano or span.end_time_unix_nano < span.start_time_unix_nano:
+        out.reject("a span needs a start time and an end time not before it")
+        return
+    attrs = attributes(span.attributes)
+    out.spans.append(
+        Span(
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            parent_span_id=span.parent_span_id.hex(),
+            service=service,
+            namespace=namespace,
+            operation=span.name[:255],
+            kind=span.kind if span.kind in SpanKind.values else SpanKind.UNSPECIFIED,
+            start=_time(span.start_time_unix_nano),
+            end=_time(span.end_time_unix_nano),
+            duration_us=span.end_time_unix_nano // 1000 - span.start_time_unix_nano // 1000,
+            status=span.status.code if span.status.code in SpanStatus.values else SpanStatus.UNSET,
+            status_message=span.status.message[:1024],
+            attributes=attrs,
+            events=[
+                {
+                    "name": event.name[:MAX_STRING],
+                    "time_unix_nano": event.time_unix_nano,
+                    "attributes": attributes(event.attributes),
+                }
+                for event in list(span.events)[:MAX_EVENTS]
+            ],
+            resource=resource,
+            source_workload=_edge_value(attrs, "mesh.source.workload"),
+            destination_service=_edge_value(attrs, "mesh.destination.service"),
+            destination_workload=_edge_value(attrs, "mesh.destination.workload"),
+        )
+    )
+
+
+def decode(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
+    out = Decoded()
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        name = resource.get("service.name")
+        service = name[:253] if isinstance(name, str) and name else _UNKNOWN_SERVICE
+        namespace_value = resource.get("service.namespace")
+        namespace = namespace_value[:253] if isinstance(namespace_value, str) else ""
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                _span(span, resource, service, namespace, out)
+    return out

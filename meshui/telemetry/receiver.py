@@ -1,0 +1,40 @@
+"""OpenTelemetry's ``TraceService/Export`` (OTLP/gRPC), so any OTel SDK, not only our agents, can send spans."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from meshui.telemetry.ingest import IngestFull, SpanIngest, StoreFailed
+from meshui.telemetry.otlp_spans import decode
+
+logger = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, ingest: SpanIngest) -> None:
+        self._ingest = ingest
+        self.rejected_total = 0
+
+    async def Export(  # noqa: N802 - the OTLP service's method name
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Context
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        decoded = decode(request)
+        if decoded.spans:
+            try:
+                await self._ingest.submit(decoded.spans)
+            except IngestFull as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"span ingest is behind ({exc}); retry later")
+            except StoreFailed as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"spans could not be stored ({exc}); retry later")
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if decoded.rejected:
+            self.rejected_total += decoded.rejected
+            logger.warning("rejected %d spans: %s", decoded.rejected, decoded.reason)
+            response.partial_success.rejected_spans = decoded.rejected
+            response.partial_success.error_message = decoded.reason
+        return response
