@@ -1,12 +1,14 @@
-"""Writes to the span store: one transaction per ingest batch."""
+"""Writes to the span store: one transaction per ingest batch, and retention."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, Q, QuerySet
 
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 
@@ -77,3 +79,32 @@ def do_store_spans(spans: list[Span]) -> int:
             summaries, update_conflicts=True, unique_fields=["trace_id"], update_fields=_SUMMARY_FIELDS
         )
     return len(summaries)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    spans: int
+    traces: int
+
+
+def _delete_in_chunks(queryset: QuerySet[Any], chunk: int) -> int:
+    # Chunks keep each DELETE (and its lock and WAL) small on a store of millions of rows.
+    deleted = 0
+    while ids := list(queryset.values_list("pk", flat=True)[:chunk]):
+        deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted
+
+
+def do_prune_spans(now: dt.datetime, max_age: dt.timedelta, max_spans: int, *, chunk: int = 10_000) -> Pruned:
+    """Delete spans that started before ``now - max_age``, then the oldest beyond ``max_spans``; traces go with
+    their spans (a trace is kept while it has a span left)."""
+    cutoff = now - max_age
+    spans = _delete_in_chunks(Span.objects.filter(start__lt=cutoff), chunk)
+    excess = Span.objects.count() - max_spans
+    if excess > 0:
+        # Everything older than the first span that may stay goes, so ties at that instant stay together.
+        keep_from = Span.objects.order_by("start").values_list("start", flat=True)[excess]
+        spans += _delete_in_chunks(Span.objects.filter(start__lt=keep_from), chunk)
+    orphans = TraceSummary.objects.exclude(trace_id__in=Span.objects.values("trace_id"))
+    traces = _delete_in_chunks(orphans, chunk)
+    return Pruned(spans, traces)
