@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+from meshui.telemetry.views import TraceViewSet
 
 router = DefaultRouter()
 router.register("namespaces", NamespaceViewSet)
@@ -16,6 +17,7 @@ router.register("groups", GroupViewSet)
 router.register("role-bindings", RoleBindingViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
+router.register("traces", TraceViewSet, basename="trace")
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
-from meshui.telemetry.models import Span, SpanStatus, TraceSummary
+from meshui.telemetry.models import Span, SpanStatus, TraceNamespace, TraceSummary
 
 _SUMMARY_FIELDS = [
     "root_service",
@@ -37,6 +37,10 @@ def do_store_spans(spans: list[Span]) -> int:
     trace_ids = sorted({span.trace_id for span in spans})
     with transaction.atomic():
         Span.objects.bulk_create(spans, ignore_conflicts=True, batch_size=500)
+        memberships = {(span.trace_id, span.namespace) for span in spans}
+        TraceNamespace.objects.bulk_create(
+            [TraceNamespace(trace_id=t, namespace=n) for t, n in sorted(memberships)], ignore_conflicts=True
+        )
         totals = {
             row["trace_id"]: row
             for row in Span.objects.filter(trace_id__in=trace_ids)
@@ -105,6 +109,7 @@ def do_prune_spans(now: dt.datetime, max_age: dt.timedelta, max_spans: int, *, c
         # Everything older than the first span that may stay goes, so ties at that instant stay together.
         keep_from = Span.objects.order_by("start").values_list("start", flat=True)[excess]
         spans += _delete_in_chunks(Span.objects.filter(start__lt=keep_from), chunk)
-    orphans = TraceSummary.objects.exclude(trace_id__in=Span.objects.values("trace_id"))
-    traces = _delete_in_chunks(orphans, chunk)
+    remaining = Span.objects.values("trace_id")
+    traces = _delete_in_chunks(TraceSummary.objects.exclude(trace_id__in=remaining), chunk)
+    _delete_in_chunks(TraceNamespace.objects.exclude(trace_id__in=remaining), chunk)
     return Pruned(spans, traces)

@@ -85,3 +85,17 @@ class TraceSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trace_id} {self.root_service} {self.root_operation}"
+
+
+class TraceNamespace(models.Model):
+    """Which namespaces a trace touched: a trace is visible to whoever may view any one of them."""
+
+    trace_id = models.CharField(max_length=32)
+    namespace = models.CharField(max_length=253)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["trace_id", "namespace"], name="trace_namespace_unique")]
+        indexes = [models.Index(fields=["namespace", "trace_id"], name="trace_namespace_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} in {self.namespace}"
