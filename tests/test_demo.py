@@ -183,6 +183,7 @@ def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
     assert [row["name"] for row in json.loads(body)["results"]] == ["cart"]
 
     _assert_traffic_flows_through_every_sidecar(demo, api, bearer)
+    _assert_traces_span_every_hop(api, bearer)
 
     assert demo.process.poll() is None, "every process is still up"
     demo.process.send_signal(signal.SIGINT)
@@ -228,3 +229,31 @@ def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer
     status, body = api.request("GET", "/api/v1/agents/?namespace=shop&status=connected", headers=bearer)
     assert status == 200, body
     assert json.loads(body)["count"] == 7
+
+
+def _assert_traces_span_every_hop(api: Browser, bearer: dict[str, str]) -> None:
+    """The sidecars' spans reach the control plane and join into one trace per request from the load generator."""
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = api.request("GET", "/api/v1/traces/?service=inventory&limit=50", headers=bearer)
+        assert status == 200, body
+        whole = [
+            t for t in json.loads(body)["results"] if {"loadgen", "web", "catalog", "inventory"} <= set(t["services"])
+        ]
+        if whole:
+            break
+        assert time.monotonic() < deadline, f"no trace crosses loadgen → web → catalog → inventory: {body[:2000]}"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    status, body = api.request("GET", f"/api/v1/traces/{whole[0]['trace_id']}/", headers=bearer)
+    assert status == 200, body
+    detail = json.loads(body)
+    by_id = {span["span_id"]: span for span in detail["spans"]}
+    inventory = next(s for s in detail["spans"] if s["service"] == "inventory" and s["kind"] == "server")
+    chain = [inventory["service"]]
+    span = inventory
+    while span["parent_span_id"] in by_id:
+        span = by_id[span["parent_span_id"]]
+        chain.append(f"{span['service']}:{span['kind']}")
+    # inventory's server span, under catalog's client span, under catalog's server span, ... up to the load generator.
+    assert chain[1:] == ["catalog:client", "catalog:server", "web:client", "web:server", "loadgen:client"], chain
+    assert detail["critical_path"], "the server computes the trace's critical path"

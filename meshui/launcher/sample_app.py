@@ -2,7 +2,8 @@
 
 It calls the services it depends on through its sidecar's outbound port with
 the service name in the ``Host`` header, exactly as any app in the mesh would,
-and now and then fails or is slow so the dashboard has something to show.
+passes the W3C trace context on, and now and then fails or is slow so the
+dashboard has something to show.
 
     python -m meshui.launcher.sample_app --name reviews --port 9080 \\
         --calls ratings --outbound 127.0.0.1:15001 --error-rate 0.05 --slow-rate 0.1
@@ -17,6 +18,8 @@ import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class SampleService:
@@ -36,10 +39,10 @@ class SampleService:
             self._local.conn = conn
         return conn
 
-    def call(self, service: str) -> dict[str, object]:
+    def call(self, service: str, trace_headers: dict[str, str]) -> dict[str, object]:
         conn = self._connection()
         try:
-            conn.request("GET", "/", headers={"Host": service})
+            conn.request("GET", "/", headers={"Host": service, **trace_headers})
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -48,10 +51,10 @@ class SampleService:
             return {"service": service, "error": str(exc)}
         return {"service": service, "status": response.status, "bytes": len(body)}
 
-    def handle(self) -> tuple[int, dict[str, object]]:
+    def handle(self, trace_headers: dict[str, str]) -> tuple[int, dict[str, object]]:
         if random.random() < self.slow_rate:  # noqa: S311 - demo noise
             time.sleep(random.uniform(0.2, 0.8))  # noqa: S311
-        downstream = [self.call(service) for service in self.calls]
+        downstream = [self.call(service, trace_headers) for service in self.calls]
         if random.random() < self.error_rate:  # noqa: S311
             return 500, {"service": self.name, "error": "injected failure", "calls": downstream}
         return 200, {"service": self.name, "calls": downstream}
@@ -65,7 +68,10 @@ def serve(service: SampleService, port: int) -> None:
             pass
 
         def do_GET(self) -> None:
-            status, body = service.handle()
+            # The one thing a mesh asks of an app: pass the W3C trace context on to the calls a request makes,
+            # so the sidecars' spans of every hop join one trace.
+            trace_headers = {name: value for name in _TRACE_HEADERS if (value := self.headers.get(name))}
+            status, body = service.handle(trace_headers)
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
