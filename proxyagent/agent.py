@@ -19,6 +19,7 @@ from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.proxy import HttpProxy, ProxySettings
 from proxyagent.http.upstream import ConnectionPool
 from proxyagent.identity import AgentIdentity
+from proxyagent.metric_export import MetricExporter
 from proxyagent.metrics import MeshMetrics
 from proxyagent.routers import InboundRouter, OutboundRouter
 from proxyagent.telemetry import SpanExporter
@@ -46,8 +47,9 @@ class AgentConfig:
     drain_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
     trace_sampling: float = 1.0
-    # Where spans go (OTLP/gRPC TraceService); None means the control plane, "" turns export off.
+    # Where spans and metrics go (OTLP/gRPC); None means the control plane, "" turns export off.
     otlp_endpoint: str | None = None
+    metrics_interval_s: float = 10.0
 
     @property
     def workload_name(self) -> str:
@@ -74,6 +76,8 @@ class Agent:
         self._control_task: asyncio.Task[None] | None = None
         self.spans: SpanExporter | None = None
         self._span_task: asyncio.Task[None] | None = None
+        self.metric_export: MetricExporter | None = None
+        self._metric_task: asyncio.Task[None] | None = None
 
     def ready(self) -> bool:
         registered = self.client is None or self.client.registered
@@ -110,17 +114,17 @@ class Agent:
         )
         otlp = cfg.control_plane if cfg.otlp_endpoint is None else cfg.otlp_endpoint
         if otlp:
-            self.spans = SpanExporter(
-                otlp,
-                {
-                    "service.name": cfg.service,
-                    "service.namespace": cfg.namespace,
-                    "service.version": cfg.version,
-                    "mesh.workload": cfg.workload_name,
-                    "mesh.agent.id": self.identity.agent_id,
-                },
-            )
+            resource = {
+                "service.name": cfg.service,
+                "service.namespace": cfg.namespace,
+                "service.version": cfg.version,
+                "mesh.workload": cfg.workload_name,
+                "mesh.agent.id": self.identity.agent_id,
+            }
+            self.spans = SpanExporter(otlp, resource)
             self._span_task = asyncio.create_task(self.spans.run(), name="span-export")
+            self.metric_export = MetricExporter(otlp, resource, self.metrics, interval_s=cfg.metrics_interval_s)
+            self._metric_task = asyncio.create_task(self.metric_export.run(), name="metric-export")
         outbound_pool, inbound_pool = ConnectionPool(), ConnectionPool()
         self._pools = [outbound_pool, inbound_pool]
         self.outbound = HttpProxy(
@@ -173,10 +177,13 @@ class Agent:
                 await proxy.drain(self.config.drain_timeout_s)
         for pool in self._pools:
             pool.close()
-        if self._span_task is not None:
-            self._span_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._span_task
+        for task in (self._span_task, self._metric_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.metric_export is not None:
+            await self.metric_export.close()
         if self.spans is not None:
             await self.spans.close()
         if self._grpc is not None:

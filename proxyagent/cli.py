@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("request-timeout", 15.0, "default request timeout in seconds", float)
     flag("drain-timeout", 10.0, "seconds to let in-flight requests finish on shutdown", float)
     flag("idle-timeout", 60.0, "seconds a keep-alive connection may wait for its next request", float)
-    flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans (default: the control plane; empty: no export)")
+    flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans and metrics (default: the control plane; empty: none)")
+    flag("metrics-interval", 10.0, "seconds between OTLP metric exports", float)
     flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
     flag("log-level", "INFO", "log level")
     return parser
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 <= args.trace_sampling <= 1.0:
         parser.error("--trace-sampling must be between 0 and 1")
+    if args.metrics_interval <= 0:
+        parser.error("--metrics-interval must be positive")
     logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = AgentConfig(
         service=args.service,
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout_s=args.idle_timeout,
         otlp_endpoint=args.otlp_endpoint,
         trace_sampling=args.trace_sampling,
+        metrics_interval_s=args.metrics_interval,
     )
     _install_fast_loop()
     try:

@@ -170,3 +170,119 @@ def encode_export_request(resource: bytes, scope: bytes, spans: list[bytes]) -> 
         _RESOURCE_SPANS_SCOPE_SPANS, scope_spans
     )
     return length_delimited(_REQUEST_RESOURCE_SPANS, resource_spans)
+
+
+# Metrics (opentelemetry/proto/metrics/v1/metrics.proto, collector/metrics/v1/metrics_service.proto).
+_DELTA = 1  # AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+_METRIC_NAME = 1
+_METRIC_DESCRIPTION = 2
+_METRIC_UNIT = 3
+_METRIC_SUM = 7
+_METRIC_HISTOGRAM = 9
+_SUM_POINTS = 1
+_SUM_TEMPORALITY = 2
+_SUM_MONOTONIC = 3
+_HISTOGRAM_POINTS = 1
+_HISTOGRAM_TEMPORALITY = 2
+_NUMBER_ATTRIBUTES = 7
+_NUMBER_AS_INT = 6
+_HISTOGRAM_ATTRIBUTES = 9
+_POINT_START = 2
+_POINT_TIME = 3
+_HISTOGRAM_COUNT = 4
+_HISTOGRAM_SUM = 5
+_HISTOGRAM_BUCKETS = 6
+_HISTOGRAM_BOUNDS = 7
+_RESOURCE_METRICS_RESOURCE = 1
+_RESOURCE_METRICS_SCOPE_METRICS = 2
+_SCOPE_METRICS_SCOPE = 1
+_SCOPE_METRICS_METRICS = 2
+_REQUEST_RESOURCE_METRICS = 1
+
+Attributes = tuple[tuple[str, str | int], ...]
+
+
+def _fixed64(field: int, value: int) -> bytes:
+    return _tag(field, _FIXED64) + struct.pack("<Q", value)
+
+
+def _attributes(field: int, attributes: Attributes) -> bytes:
+    return b"".join(length_delimited(field, key_value(k, v)) for k, v in attributes)
+
+
+def number_point(attributes: Attributes, start_ns: int, time_ns: int, value: int) -> bytes:
+    """An integer ``NumberDataPoint`` (``as_int``)."""
+    return b"".join(
+        (
+            _fixed64(_POINT_START, start_ns),
+            _fixed64(_POINT_TIME, time_ns),
+            _tag(_NUMBER_AS_INT, _FIXED64) + struct.pack("<q", value),
+            _attributes(_NUMBER_ATTRIBUTES, attributes),
+        )
+    )
+
+
+def histogram_point(
+    attributes: Attributes,
+    start_ns: int,
+    time_ns: int,
+    *,
+    count: int,
+    total: float,
+    bucket_counts: list[int],
+    bounds: tuple[float, ...],
+) -> bytes:
+    """A ``HistogramDataPoint``: ``len(bucket_counts) == len(bounds) + 1`` (the last bucket is unbounded)."""
+    if len(bucket_counts) != len(bounds) + 1:
+        raise ValueError("a histogram has one more bucket than it has bounds")
+    return b"".join(
+        (
+            _fixed64(_POINT_START, start_ns),
+            _fixed64(_POINT_TIME, time_ns),
+            _fixed64(_HISTOGRAM_COUNT, count),
+            _tag(_HISTOGRAM_SUM, _FIXED64) + struct.pack("<d", total),
+            length_delimited(_HISTOGRAM_BUCKETS, struct.pack(f"<{len(bucket_counts)}Q", *bucket_counts)),
+            length_delimited(_HISTOGRAM_BOUNDS, struct.pack(f"<{len(bounds)}d", *bounds)) if bounds else b"",
+            _attributes(_HISTOGRAM_ATTRIBUTES, attributes),
+        )
+    )
+
+
+def _metric_head(name: str, description: str, unit: str) -> bytes:
+    return (
+        length_delimited(_METRIC_NAME, name.encode())
+        + (length_delimited(_METRIC_DESCRIPTION, description.encode()) if description else b"")
+        + (length_delimited(_METRIC_UNIT, unit.encode()) if unit else b"")
+    )
+
+
+def delta_sum(name: str, description: str, unit: str, points: list[bytes]) -> bytes:
+    """A ``Metric`` holding a monotonic delta ``Sum`` (a counter's increase over each point's interval)."""
+    body = (
+        b"".join(length_delimited(_SUM_POINTS, p) for p in points)
+        + _tag(_SUM_TEMPORALITY, _VARINT)
+        + varint(_DELTA)
+        + _tag(_SUM_MONOTONIC, _VARINT)
+        + varint(1)
+    )
+    return _metric_head(name, description, unit) + length_delimited(_METRIC_SUM, body)
+
+
+def delta_histogram(name: str, description: str, unit: str, points: list[bytes]) -> bytes:
+    body = (
+        b"".join(length_delimited(_HISTOGRAM_POINTS, p) for p in points)
+        + _tag(_HISTOGRAM_TEMPORALITY, _VARINT)
+        + varint(_DELTA)
+    )
+    return _metric_head(name, description, unit) + length_delimited(_METRIC_HISTOGRAM, body)
+
+
+def encode_metrics_request(resource: bytes, scope: bytes, metrics: list[bytes]) -> bytes:
+    """An ``ExportMetricsServiceRequest`` holding one resource, one scope and ``metrics``."""
+    scope_metrics = length_delimited(_SCOPE_METRICS_SCOPE, scope) + b"".join(
+        length_delimited(_SCOPE_METRICS_METRICS, metric) for metric in metrics
+    )
+    resource_metrics = length_delimited(_RESOURCE_METRICS_RESOURCE, resource) + length_delimited(
+        _RESOURCE_METRICS_SCOPE_METRICS, scope_metrics
+    )
+    return length_delimited(_REQUEST_RESOURCE_METRICS, resource_metrics)

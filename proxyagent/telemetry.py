@@ -104,6 +104,39 @@ class HttpSpans:
         return method + b" " + service.encode(), b"".join(span_attribute(k, v) for k, v in attributes)
 
 
+class OtlpClient:
+    """One lazily opened gRPC channel to an OTLP receiver, sending requests already encoded to bytes."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel: grpc.aio.Channel | None = None
+        self._last_error_log = 0.0
+        self.failed_total = 0
+
+    async def send(self, method: str, request: bytes) -> bool:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target)
+        # The reply (an Export*ServiceResponse) is not needed.
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            method, request_serializer=None, response_deserializer=None
+        )
+        try:
+            await call(request, timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            self.failed_total += 1
+            now = time.monotonic()
+            if now - self._last_error_log > _ERROR_LOG_INTERVAL_S:
+                self._last_error_log = now
+                logger.warning("OTLP export to %s failed: %s (%s)", self.target, exc.code().name, exc.details())
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
 class SpanExporter:
     """Bounded queue plus a batching export task. When the queue is full, new spans are dropped and counted:
     telemetry must never slow down or break the traffic it describes."""
@@ -117,7 +150,7 @@ class SpanExporter:
         batch_size: int = 512,
         interval_s: float = 1.0,
     ) -> None:
-        self._target = target
+        self._client = OtlpClient(target)
         self._resource = encode_resource(resource)
         self._scope = encode_scope("proxyagent")
         self._queue: deque[bytes] = deque()
@@ -125,8 +158,6 @@ class SpanExporter:
         self._batch_size = batch_size
         self._interval_s = interval_s
         self._wake = asyncio.Event()
-        self._channel: grpc.aio.Channel | None = None
-        self._last_error_log = 0.0
         self.exported_total = 0
         self.dropped_total = 0
         self.failed_exports_total = 0
@@ -152,27 +183,13 @@ class SpanExporter:
             await self._export(batch)
 
     async def _export(self, batch: list[bytes]) -> None:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target)
-        # The request is already bytes; the reply (an ExportTraceServiceResponse) is not needed.
-        export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
-            _EXPORT_METHOD, request_serializer=None, response_deserializer=None
-        )
-        try:
-            await export(encode_export_request(self._resource, self._scope, batch), timeout=5.0)
-        except grpc.aio.AioRpcError as exc:
+        if await self._client.send(_EXPORT_METHOD, encode_export_request(self._resource, self._scope, batch)):
+            self.exported_total += len(batch)
+        else:
             self.failed_exports_total += 1
             self.dropped_total += len(batch)
-            now = time.monotonic()
-            if now - self._last_error_log > _ERROR_LOG_INTERVAL_S:
-                self._last_error_log = now
-                logger.warning("span export to %s failed: %s (%s)", self._target, exc.code().name, exc.details())
-            return
-        self.exported_total += len(batch)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 5.0)
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._client.close()

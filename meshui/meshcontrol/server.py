@@ -1,5 +1,5 @@
-"""The control plane's gRPC server: MeshControl and OTLP's TraceService, the sweep that expires silent
-agents, and the span ingest writer."""
+"""The control plane's gRPC server: MeshControl and OTLP's TraceService and MetricsService, the sweep
+that expires silent agents, and the span ingest writer."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import grpc
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.meshcontrol.servicer import MeshControlServicer
 from meshui.telemetry.ingest import SpanIngest
-from meshui.telemetry.receiver import TraceReceiver
+from meshui.telemetry.receiver import MetricsReceiver, TraceReceiver
 from proxyagent.protocol.v1 import control_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class MeshControlServer:
         self._ingest_task: asyncio.Task[None] | None = None
         self.ingest: SpanIngest | None = None
         self.traces: TraceReceiver | None = None
+        self.metrics: MetricsReceiver | None = None
 
     async def start(self) -> int:
         # Created here, not in __init__: a grpc.aio server belongs to the loop it is created on.
@@ -47,6 +49,8 @@ class MeshControlServer:
         )
         self.traces = TraceReceiver(self.ingest)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
+        self.metrics = MetricsReceiver()
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
             raise OSError(f"cannot bind the mesh control gRPC server to {self.bind}")

@@ -10,7 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
-from meshui.telemetry.models import Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry.models import EdgeBucket, Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 
 _SUMMARY_FIELDS = [
     "root_service",
@@ -113,3 +114,71 @@ def do_prune_spans(now: dt.datetime, max_age: dt.timedelta, max_spans: int, *, c
     traces = _delete_in_chunks(TraceSummary.objects.exclude(trace_id__in=remaining), chunk)
     _delete_in_chunks(TraceNamespace.objects.exclude(trace_id__in=remaining), chunk)
     return Pruned(spans, traces)
+
+
+def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_s: int = RAW_RESOLUTION_S) -> int:
+    """Add ``increments`` to their edge buckets (creating the missing ones); returns the buckets touched."""
+    if not increments:
+        return 0
+    with transaction.atomic():
+        existing = {_bucket_key(b): b for b in _buckets_for(increments, resolution_s).select_for_update()}
+        created, updated = [], []
+        for key, increment in increments.items():
+            bucket = existing.get(key)
+            if bucket is None:
+                start, reporter, namespace, source_service, source, destination, workload, status_class = key
+                created.append(
+                    EdgeBucket(
+                        start=start,
+                        resolution_s=resolution_s,
+                        reporter=reporter,
+                        namespace=namespace,
+                        source_service=source_service,
+                        source_workload=source,
+                        destination_service=destination,
+                        destination_workload=workload,
+                        status_class=status_class,
+                        requests=increment.requests,
+                        errors=increment.errors,
+                        request_bytes=increment.request_bytes,
+                        response_bytes=increment.response_bytes,
+                        latency_sum_s=increment.latency_sum_s,
+                        latency_counts=increment.latency_counts,
+                    )
+                )
+                continue
+            bucket.requests += increment.requests
+            bucket.errors += increment.errors
+            bucket.request_bytes += increment.request_bytes
+            bucket.response_bytes += increment.response_bytes
+            bucket.latency_sum_s += increment.latency_sum_s
+            bucket.latency_counts = [
+                a + b for a, b in zip(bucket.latency_counts, increment.latency_counts, strict=True)
+            ]
+            updated.append(bucket)
+        EdgeBucket.objects.bulk_create(created, batch_size=500)
+        EdgeBucket.objects.bulk_update(updated, _COUNTER_FIELDS, batch_size=500)
+    return len(created) + len(updated)
+
+
+_COUNTER_FIELDS = ["requests", "errors", "request_bytes", "response_bytes", "latency_sum_s", "latency_counts"]
+
+
+def _bucket_key(bucket: EdgeBucket) -> EdgeKey:
+    return (
+        bucket.start,
+        bucket.reporter,
+        bucket.namespace,
+        bucket.source_service,
+        bucket.source_workload,
+        bucket.destination_service,
+        bucket.destination_workload,
+        bucket.status_class,
+    )
+
+
+def _buckets_for(increments: dict[EdgeKey, EdgeIncrement], resolution_s: int) -> QuerySet[EdgeBucket]:
+    starts = sorted({key[0] for key in increments})
+    destinations = sorted({key[5] for key in increments})
+    # A superset (every row of those instants and destinations); exact keys are matched in Python.
+    return EdgeBucket.objects.filter(resolution_s=resolution_s, start__in=starts, destination_service__in=destinations)

@@ -99,3 +99,58 @@ class TraceNamespace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trace_id} in {self.namespace}"
+
+
+# Latency histogram bounds in seconds, the same as the sidecars' (a test holds them equal). Fixed bounds
+# are what let buckets from many agents and many intervals be added up and still give percentiles.
+LATENCY_BOUNDS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Reporter(models.TextChoices):
+    OUTBOUND = "outbound", "outbound (the caller's sidecar)"
+    INBOUND = "inbound", "inbound (the callee's sidecar)"
+
+
+class EdgeBucket(models.Model):
+    """Golden metrics of one edge, as one side reported them, over one fixed time bucket."""
+
+    start = models.DateTimeField(help_text="Bucket start, aligned to the resolution.")
+    resolution_s = models.PositiveSmallIntegerField(help_text="10 for raw buckets, 60 for rollups.")
+    reporter = models.CharField(max_length=8, choices=Reporter.choices)
+    namespace = models.CharField(max_length=253, help_text="The reporting sidecar's namespace.")
+    source_service = models.CharField(max_length=253, blank=True, help_text="Known when the caller reported.")
+    source_workload = models.CharField(max_length=253)
+    destination_service = models.CharField(max_length=253, help_text="name.namespace")
+    destination_workload = models.CharField(max_length=253, blank=True)
+    status_class = models.CharField(max_length=3, help_text="2xx, 4xx, 5xx, ...")
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    request_bytes = models.BigIntegerField(default=0)
+    response_bytes = models.BigIntegerField(default=0)
+    latency_sum_s = models.FloatField(default=0.0)
+    latency_counts = models.JSONField(default=list, help_text="Counts per LATENCY_BOUNDS_S bucket, plus +Inf.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "resolution_s",
+                    "start",
+                    "reporter",
+                    "namespace",
+                    "source_service",
+                    "source_workload",
+                    "destination_service",
+                    "destination_workload",
+                    "status_class",
+                ],
+                name="edge_bucket_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["destination_service", "resolution_s", "start"], name="edge_destination_start"),
+            models.Index(fields=["namespace", "resolution_s", "start"], name="edge_namespace_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M:%S}/{self.resolution_s}s {self.source_workload} → {self.destination_service}"

@@ -1,4 +1,5 @@
-"""OpenTelemetry's ``TraceService/Export`` (OTLP/gRPC), so any OTel SDK, not only our agents, can send spans."""
+"""OpenTelemetry's ``TraceService/Export`` and ``MetricsService/Export`` (OTLP/gRPC), so any OTel SDK, not
+only our agents, can send spans and the mesh's metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import logging
 from typing import Any
 
 import grpc
+from channels.db import database_sync_to_async
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from meshui.telemetry import otlp_metrics, otlp_spans
+from meshui.telemetry.actions import do_add_edge_increments
 from meshui.telemetry.ingest import IngestFull, SpanIngest, StoreFailed
-from meshui.telemetry.otlp_spans import decode
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -23,7 +27,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     async def Export(  # noqa: N802 - the OTLP service's method name
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: Context
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        decoded = decode(request)
+        decoded = otlp_spans.decode(request)
         if decoded.spans:
             try:
                 await self._ingest.submit(decoded.spans)
@@ -36,5 +40,29 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             self.rejected_total += decoded.rejected
             logger.warning("rejected %d spans: %s", decoded.rejected, decoded.reason)
             response.partial_success.rejected_spans = decoded.rejected
+            response.partial_success.error_message = decoded.reason
+        return response
+
+
+class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Adds the mesh's delta metrics to per-edge buckets; a handful of rows per agent every interval."""
+
+    def __init__(self) -> None:
+        self.rejected_total = 0
+
+    async def Export(  # noqa: N802 - the OTLP service's method name
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Context
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        decoded = otlp_metrics.decode(request)
+        try:
+            await database_sync_to_async(do_add_edge_increments)(decoded.increments)
+        except Exception as exc:  # the database is down, say: the client keeps its data and retries
+            logger.exception("storing edge metrics failed")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"metrics could not be stored ({type(exc).__name__})")
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        if decoded.rejected:
+            self.rejected_total += decoded.rejected
+            logger.warning("rejected %d metric data points: %s", decoded.rejected, decoded.reason)
+            response.partial_success.rejected_data_points = decoded.rejected
             response.partial_success.error_message = decoded.reason
         return response
