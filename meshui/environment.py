@@ -59,6 +59,20 @@ def env_int(environ: Environ, name: str, default: int, *, minimum: int | None = 
     return value
 
 
+def env_float(environ: Environ, name: str, default: float) -> float:
+    """A fraction between 0 and 1 (a rate or a share)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ImproperlyConfigured(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
 def env_list(environ: Environ, name: str, default: list[str]) -> list[str]:
     """A comma-separated list; blank items are dropped."""
     raw = environ.get(name, "")

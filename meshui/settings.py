@@ -163,7 +163,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "meshui control plane API",
-    "DESCRIPTION": "Services, workloads, instances and agents of the mesh; accounts, roles, tokens and the audit log.",
+    "DESCRIPTION": (
+        "Services, workloads, instances and agents of the mesh; its traces and service graph; "
+        "accounts, roles, tokens and the audit log."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -171,6 +174,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"GraphHealthEnum": "meshui.telemetry.serializers.GRAPH_HEALTH"},
 }
 
 # --- Channels and Celery (both on Redis) --------------------------------------
@@ -208,6 +212,9 @@ MESH_SPAN_INGEST_BATCH = env.env_int(_environ, "MESH_SPAN_INGEST_BATCH", 2000, m
 MESH_SPAN_RETENTION_HOURS = env.env_int(_environ, "MESH_SPAN_RETENTION_HOURS", 24, minimum=1)
 MESH_SPAN_MAX_ROWS = env.env_int(_environ, "MESH_SPAN_MAX_ROWS", 5_000_000, minimum=1)
 MESH_RETENTION_INTERVAL_SECONDS = env.env_int(_environ, "MESH_RETENTION_INTERVAL_SECONDS", 300, minimum=1)
+# Graph health from the error rate (5xx and mesh errors): Kiali's defaults.
+MESH_HEALTH_DEGRADED_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_DEGRADED_ERROR_RATE", 0.001)
+MESH_HEALTH_FAILING_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_FAILING_ERROR_RATE", 0.10)
 CELERY_BEAT_SCHEDULE = {
     "prune-spans": {"task": "meshui.telemetry.prune_spans", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
 }

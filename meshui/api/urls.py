@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+from meshui.telemetry.graph_views import GraphView
 from meshui.telemetry.views import TraceViewSet
 
 router = DefaultRouter()
@@ -21,5 +22,6 @@ router.register("traces", TraceViewSet, basename="trace")
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
+    path("graph/", GraphView.as_view(), name="graph"),
     path("", include(router.urls)),
 ]

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from meshui.telemetry.models import Span, TraceSummary
@@ -77,3 +79,75 @@ class TraceDetailSerializer(serializers.Serializer[Any]):
     spans = SpanSerializer(many=True, help_text="Ordered by start; `children` and `depth` describe the tree.")
     roots = serializers.ListField(child=serializers.CharField(), help_text="Spans whose parent is not here.")
     critical_path = SegmentSerializer(many=True)
+
+
+GRAPH_HEALTH = ["idle", "healthy", "degraded", "failing"]
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 7 * 86400
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class WindowField(serializers.Field[int, str, str, Any]):
+    """``30s``, ``5m``, ``1h``, ``7d`` → seconds."""
+
+    default_error_messages = {
+        "invalid": "Give a window such as 30s, 5m, 1h or 1d (at most 7d).",
+    }
+
+    def to_internal_value(self, data: Any) -> int:
+        text = str(data).strip()
+        unit = _WINDOW_UNITS.get(text[-1:]) if text else None
+        if unit is None or not text[:-1].isdigit():
+            self.fail("invalid")
+        seconds = int(text[:-1]) * unit
+        if not 10 <= seconds <= MAX_WINDOW_S:
+            self.fail("invalid")
+        return seconds
+
+    def to_representation(self, value: int) -> str:
+        return f"{value}s"
+
+
+class GraphQuerySerializer(serializers.Serializer[Any]):
+    window = WindowField(default=300, help_text="How far back from `at`: 30s, 5m, 1h, 1d (default 5m).")
+    namespace = serializers.CharField(required=False, help_text="Only edges from or into this namespace.")
+    group = serializers.ChoiceField(choices=["service", "workload"], default="service")
+    at = serializers.DateTimeField(required=False, help_text="The window's end (default now): a past graph.")
+
+
+class _Stats(serializers.Serializer[Any]):
+    requests = serializers.IntegerField()
+    rps = serializers.FloatField()
+    error_rate = serializers.FloatField()
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    bytes = serializers.IntegerField()
+    mtls_share = serializers.FloatField()
+    denied_rps = serializers.FloatField()
+    health = serializers.ChoiceField(choices=GRAPH_HEALTH)
+
+
+class GraphNodeSerializer(_Stats):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    namespace = serializers.CharField()
+
+
+class GraphEdgeSerializer(_Stats):
+    # The metaclass moves declared fields off the class, so this does not shadow Field.source.
+    source = serializers.CharField()  # type: ignore[assignment]
+    destination = serializers.CharField()
+
+
+class GraphWindowSerializer(serializers.Serializer[Any]):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    seconds = serializers.IntegerField()
+    resolution_s = serializers.IntegerField()
+
+
+class GraphSerializer(serializers.Serializer[Any]):
+    window = GraphWindowSerializer()
+    nodes = GraphNodeSerializer(many=True, help_text="Stats of a node are of the traffic into it.")
+    edges = GraphEdgeSerializer(many=True, help_text="As the caller's sidecar reported them.")
