@@ -215,8 +215,13 @@ MESH_RETENTION_INTERVAL_SECONDS = env.env_int(_environ, "MESH_RETENTION_INTERVAL
 # Graph health from the error rate (5xx and mesh errors): Kiali's defaults.
 MESH_HEALTH_DEGRADED_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_DEGRADED_ERROR_RATE", 0.001)
 MESH_HEALTH_FAILING_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_FAILING_ERROR_RATE", 0.10)
+# Edge metrics: 10 s buckets for a day, 1-minute rollups for a week.
+MESH_METRICS_RAW_RETENTION_HOURS = env.env_int(_environ, "MESH_METRICS_RAW_RETENTION_HOURS", 24, minimum=2)
+MESH_METRICS_ROLLUP_RETENTION_DAYS = env.env_int(_environ, "MESH_METRICS_ROLLUP_RETENTION_DAYS", 7, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "prune-spans": {"task": "meshui.telemetry.prune_spans", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
+    "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
+    "roll-up-metrics": {"task": "meshui.telemetry.roll_up_metrics", "schedule": 60.0},
 }
 
 # --- accounts -----------------------------------------------------------------

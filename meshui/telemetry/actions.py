@@ -182,3 +182,47 @@ def _buckets_for(increments: dict[EdgeKey, EdgeIncrement], resolution_s: int) ->
     destinations = sorted({key[5] for key in increments})
     # A superset (every row of those instants and destinations); exact keys are matched in Python.
     return EdgeBucket.objects.filter(resolution_s=resolution_s, start__in=starts, destination_service__in=destinations)
+
+
+ROLLUP_RESOLUTION_S = 60
+
+
+def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta) -> int:
+    """Recompute the 1-minute rollups of every minute in ``[now - settle - lookback, now - settle)``.
+
+    Rollups are rebuilt from the 10 s buckets rather than added to, so running
+    this again (or after late data arrived within ``lookback``) gives the same
+    rows. ``settle`` leaves the last export interval time to arrive. Returns
+    the rollup rows written.
+    """
+    end_epoch = int((now - settle).timestamp()) // ROLLUP_RESOLUTION_S * ROLLUP_RESOLUTION_S
+    end = dt.datetime.fromtimestamp(end_epoch, tz=dt.UTC)
+    start = end - lookback
+    totals: dict[EdgeKey, EdgeIncrement] = {}
+    raw = EdgeBucket.objects.filter(resolution_s=RAW_RESOLUTION_S, start__gte=start, start__lt=end)
+    for bucket in raw.iterator(chunk_size=2000):
+        minute = bucket.start - dt.timedelta(seconds=bucket.start.second % ROLLUP_RESOLUTION_S)
+        key = (minute, *_bucket_key(bucket)[1:])
+        total = totals.get(key)
+        if total is None:
+            total = totals[key] = EdgeIncrement()
+        total.add(
+            EdgeIncrement(
+                requests=bucket.requests,
+                errors=bucket.errors,
+                request_bytes=bucket.request_bytes,
+                response_bytes=bucket.response_bytes,
+                latency_sum_s=bucket.latency_sum_s,
+                latency_counts=list(bucket.latency_counts),
+            )
+        )
+    with transaction.atomic():
+        EdgeBucket.objects.filter(resolution_s=ROLLUP_RESOLUTION_S, start__gte=start, start__lt=end).delete()
+        do_add_edge_increments(totals, ROLLUP_RESOLUTION_S)
+    return len(totals)
+
+
+def do_prune_edge_buckets(now: dt.datetime, raw_age: dt.timedelta, rollup_age: dt.timedelta) -> int:
+    old_raw = EdgeBucket.objects.filter(resolution_s=RAW_RESOLUTION_S, start__lt=now - raw_age)
+    old_rollups = EdgeBucket.objects.filter(resolution_s=ROLLUP_RESOLUTION_S, start__lt=now - rollup_age)
+    return _delete_in_chunks(old_raw, 10_000) + _delete_in_chunks(old_rollups, 10_000)
