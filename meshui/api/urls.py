@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+from meshui.telemetry.edge_views import EdgeTracesView, ServiceMetricsView
 from meshui.telemetry.graph_views import GraphView
 from meshui.telemetry.views import TraceViewSet
 
@@ -23,5 +24,7 @@ router.register("traces", TraceViewSet, basename="trace")
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("graph/", GraphView.as_view(), name="graph"),
+    path("services/<int:pk>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
+    path("edges/<str:source>/<str:destination>/traces/", EdgeTracesView.as_view(), name="edge-traces"),
     path("", include(router.urls)),
 ]

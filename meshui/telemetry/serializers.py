@@ -151,3 +151,37 @@ class GraphSerializer(serializers.Serializer[Any]):
     window = GraphWindowSerializer()
     nodes = GraphNodeSerializer(many=True, help_text="Stats of a node are of the traffic into it.")
     edges = GraphEdgeSerializer(many=True, help_text="As the caller's sidecar reported them.")
+
+
+class SeriesQuerySerializer(serializers.Serializer[Any]):
+    window = WindowField(default=3600, help_text="How far back from now: 5m, 1h, 1d (default 1h).")
+    step = WindowField(default=60, help_text="Width of each point: 10s, 1m, 5m (default 1m; at least the resolution).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["step"] > attrs["window"]:
+            raise serializers.ValidationError({"step": ["A step cannot be longer than the window."]})
+        if attrs["window"] // attrs["step"] > 1000:
+            raise serializers.ValidationError({"step": ["At most 1000 points: use a longer step."]})
+        return attrs
+
+
+class SeriesPointSerializer(serializers.Serializer[Any]):
+    time = serializers.DateTimeField(help_text="The start of the step.")
+    requests = serializers.IntegerField()
+    rps = serializers.FloatField()
+    error_rate = serializers.FloatField()
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+
+
+class ServiceMetricsSerializer(serializers.Serializer[Any]):
+    service = serializers.CharField(help_text="name.namespace")
+    window = GraphWindowSerializer()
+    step_s = serializers.IntegerField()
+    inbound = SeriesPointSerializer(many=True, help_text="Calls into the service, as its sidecars saw them.")
+    outbound = SeriesPointSerializer(many=True, help_text="Calls the service made, as its sidecars saw them.")
+
+
+class EdgeTracesQuerySerializer(serializers.Serializer[Any]):
+    window = WindowField(default=900, help_text="How far back from now (default 15m).")
