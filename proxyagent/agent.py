@@ -49,7 +49,7 @@ class AgentConfig:
     trace_sampling: float = 1.0
     # Where spans and metrics go (OTLP/gRPC); None means the control plane, "" turns export off.
     otlp_endpoint: str | None = None
-    metrics_interval_s: float = 10.0
+    metrics_interval_s: float = 1.0
 
     @property
     def workload_name(self) -> str:

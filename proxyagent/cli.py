@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("drain-timeout", 10.0, "seconds to let in-flight requests finish on shutdown", float)
     flag("idle-timeout", 60.0, "seconds a keep-alive connection may wait for its next request", float)
     flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans and metrics (default: the control plane; empty: none)")
-    flag("metrics-interval", 10.0, "seconds between OTLP metric exports", float)
+    flag("metrics-interval", 1.0, "seconds between OTLP metric exports (the live graph lags by about this)", float)
     flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
     flag("log-level", "INFO", "log level")
     return parser

@@ -1,7 +1,9 @@
 from django.urls import path
 
 from meshui.live.consumers import PingConsumer
+from meshui.telemetry.live import LiveGraphConsumer
 
 websocket_urlpatterns = [
     path("ws/ping/", PingConsumer.as_asgi()),
+    path("ws/live/", LiveGraphConsumer.as_asgi()),
 ]

@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.meshcontrol.servicer import MeshControlServicer
 from meshui.telemetry.ingest import SpanIngest
+from meshui.telemetry.live import LivePublisher
+from meshui.telemetry.metrics_writer import MetricsWriter
 from meshui.telemetry.receiver import MetricsReceiver, TraceReceiver
 from proxyagent.protocol.v1 import control_pb2_grpc
 
@@ -37,6 +39,8 @@ class MeshControlServer:
         self.ingest: SpanIngest | None = None
         self.traces: TraceReceiver | None = None
         self.metrics: MetricsReceiver | None = None
+        self.metrics_writer: MetricsWriter | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         # Created here, not in __init__: a grpc.aio server belongs to the loop it is created on.
@@ -49,7 +53,10 @@ class MeshControlServer:
         )
         self.traces = TraceReceiver(self.ingest)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
-        self.metrics = MetricsReceiver()
+        self.metrics_writer = MetricsWriter(
+            max_pending_keys=settings.MESH_METRICS_MAX_PENDING_SERIES, publisher=LivePublisher()
+        )
+        self.metrics = MetricsReceiver(self.metrics_writer)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
@@ -57,6 +64,7 @@ class MeshControlServer:
         await self._server.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="expire-silent-agents")
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="span-ingest")
+        self._metrics_task = asyncio.create_task(self.metrics_writer.run(), name="metrics-writer")
         logger.info("mesh control gRPC listening on %s (port %s)", self.bind, self.port)
         return self.port
 
@@ -79,3 +87,5 @@ class MeshControlServer:
             await self._server.stop(grace)
         if self.ingest is not None:
             await self.ingest.close(self._ingest_task)
+        if self.metrics_writer is not None:
+            await self.metrics_writer.close(self._metrics_task)

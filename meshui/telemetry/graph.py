@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
 from meshui.telemetry.histograms import add, percentile
 from meshui.telemetry.models import LATENCY_BOUNDS_S, EdgeBucket
@@ -91,6 +94,12 @@ def build_graph(buckets: Iterable[EdgeBucket], group: str, seconds: float) -> di
             for (source, destination), totals in sorted(edges.items())
         ],
     }  # fmt: skip
+
+
+def touching(namespaces: list[str]) -> Q:
+    """Buckets reported in, or pointing into, one of ``namespaces``."""
+    into = [Q(destination_service__endswith=f".{name}") for name in namespaces]
+    return Q(namespace__in=namespaces) | reduce(or_, into, Q(pk__in=[]))
 
 
 def window_bounds(at: dt.datetime, seconds: int) -> tuple[dt.datetime, dt.datetime, int]:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 
@@ -32,6 +33,24 @@ class StoreFailed(Exception):  # noqa: N818
     """The batch holding these spans could not be written (the database is down, say)."""
 
 
+async def stop_writer(task: asyncio.Task[None] | None, ask_to_stop: Callable[[], None], grace_s: float = 10.0) -> None:
+    """Ask a writer loop to stop and wait for it; cancel it only if it does not stop in ``grace_s``.
+
+    Asking rather than cancelling: a cancellation that lands inside a client
+    library (redis-py, while publishing) can be swallowed there, leaving the
+    task waiting forever.
+    """
+    ask_to_stop()
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done:
+        logger.warning("%s did not stop within %.0f s; cancelling it", task.get_name(), grace_s)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class SpanIngest:
     def __init__(self, *, max_pending_spans: int, batch_spans: int) -> None:
         self._queue: deque[tuple[list[Span], asyncio.Future[None]]] = deque()
@@ -39,6 +58,7 @@ class SpanIngest:
         self._max_pending = max_pending_spans
         self._batch_spans = batch_spans
         self._wake = asyncio.Event()
+        self._stopping = False
         self.stored_total = 0
         self.refused_total = 0
 
@@ -58,11 +78,15 @@ class SpanIngest:
         await done
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 await self._write_batch()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
 
     async def _write_batch(self) -> None:
         spans: list[Span] = []
@@ -91,11 +115,8 @@ class SpanIngest:
             self._pending -= len(spans)
 
     async def close(self, task: asyncio.Task[None] | None) -> None:
-        """Stop the writer; calls still waiting fail (their clients retry)."""
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Let the writer finish the batch in hand and stop; calls still waiting fail (their clients retry)."""
+        await stop_writer(task, self._stop)
         while self._queue:
             spans, done = self._queue.popleft()
             self._pending -= len(spans)

@@ -7,13 +7,12 @@ import logging
 from typing import Any
 
 import grpc
-from channels.db import database_sync_to_async
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from meshui.telemetry import otlp_metrics, otlp_spans
-from meshui.telemetry.actions import do_add_edge_increments
 from meshui.telemetry.ingest import IngestFull, SpanIngest, StoreFailed
+from meshui.telemetry.metrics_writer import MetricsWriter
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -45,9 +44,10 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
-    """Adds the mesh's delta metrics to per-edge buckets; a handful of rows per agent every interval."""
+    """Adds the mesh's delta metrics to per-edge buckets, through the writer that batches every agent's."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer: MetricsWriter) -> None:
+        self._writer = writer
         self.rejected_total = 0
 
     async def Export(  # noqa: N802 - the OTLP service's method name
@@ -55,10 +55,11 @@ class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         decoded = otlp_metrics.decode(request)
         try:
-            await database_sync_to_async(do_add_edge_increments)(decoded.increments)
-        except Exception as exc:  # the database is down, say: the client keeps its data and retries
-            logger.exception("storing edge metrics failed")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"metrics could not be stored ({type(exc).__name__})")
+            await self._writer.submit(decoded.increments)
+        except IngestFull as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"metric ingest is behind ({exc}); retry later")
+        except StoreFailed as exc:  # the database is down, say: the client keeps its data and retries
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"metrics could not be stored ({exc}); retry later")
         response = metrics_service_pb2.ExportMetricsServiceResponse()
         if decoded.rejected:
             self.rejected_total += decoded.rejected
