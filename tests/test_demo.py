@@ -184,6 +184,7 @@ def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
 
     _assert_traffic_flows_through_every_sidecar(demo, api, bearer)
     _assert_traces_span_every_hop(api, bearer)
+    _assert_the_graph_shows_the_sample_mesh(api, bearer)
 
     assert demo.process.poll() is None, "every process is still up"
     demo.process.send_signal(signal.SIGINT)
@@ -233,27 +234,56 @@ def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer
 
 def _assert_traces_span_every_hop(api: Browser, bearer: dict[str, str]) -> None:
     """The sidecars' spans reach the control plane and join into one trace per request from the load generator."""
+    expected = ["catalog:client", "catalog:server", "web:client", "web:server", "loadgen:client"]
     deadline = time.monotonic() + 60
+    chains: list[list[str]] = []
     while True:
-        status, body = api.request("GET", "/api/v1/traces/?service=inventory&limit=50", headers=bearer)
+        status, body = api.request("GET", "/api/v1/traces/?service=inventory&limit=20", headers=bearer)
         assert status == 200, body
-        whole = [
-            t for t in json.loads(body)["results"] if {"loadgen", "web", "catalog", "inventory"} <= set(t["services"])
-        ]
-        if whole:
-            break
-        assert time.monotonic() < deadline, f"no trace crosses loadgen → web → catalog → inventory: {body[:2000]}"
+        hops = {"loadgen", "web", "catalog", "inventory"}
+        # Each sidecar exports on its own schedule, so a trace fills in over a second or two.
+        for trace in [t for t in json.loads(body)["results"] if hops <= set(t["services"])]:
+            status, body = api.request("GET", f"/api/v1/traces/{trace['trace_id']}/", headers=bearer)
+            assert status == 200, body
+            detail = json.loads(body)
+            chain = _chain_up_from_inventory(detail["spans"])
+            if chain == expected:
+                assert detail["critical_path"], "the server computes the trace's critical path"
+                return
+            chains.append(chain)
+        assert time.monotonic() < deadline, f"no trace crosses loadgen → web → catalog → inventory: {chains[-5:]}"
         time.sleep(0.5)  # polling interval, bounded by the deadline
-    status, body = api.request("GET", f"/api/v1/traces/{whole[0]['trace_id']}/", headers=bearer)
-    assert status == 200, body
-    detail = json.loads(body)
-    by_id = {span["span_id"]: span for span in detail["spans"]}
-    inventory = next(s for s in detail["spans"] if s["service"] == "inventory" and s["kind"] == "server")
-    chain = [inventory["service"]]
-    span = inventory
-    while span["parent_span_id"] in by_id:
+
+
+def _chain_up_from_inventory(spans: list[dict[str, Any]]) -> list[str]:
+    """From inventory's server span up through the parents: catalog's client span, catalog's server span, ..."""
+    by_id = {span["span_id"]: span for span in spans}
+    span = next((s for s in spans if s["service"] == "inventory" and s["kind"] == "server"), None)
+    chain: list[str] = []
+    while span is not None and span["parent_span_id"] in by_id:
         span = by_id[span["parent_span_id"]]
         chain.append(f"{span['service']}:{span['kind']}")
-    # inventory's server span, under catalog's client span, under catalog's server span, ... up to the load generator.
-    assert chain[1:] == ["catalog:client", "catalog:server", "web:client", "web:server", "loadgen:client"], chain
-    assert detail["critical_path"], "the server computes the trace's critical path"
+    return chain
+
+
+def _assert_the_graph_shows_the_sample_mesh(api: Browser, bearer: dict[str, str]) -> None:
+    """The agents' OTLP metrics make the service graph of the sample application."""
+    expected = {
+        ("loadgen.shop", "web.shop"),
+        ("web.shop", "catalog.shop"),
+        ("web.shop", "reviews.shop"),
+        ("catalog.shop", "inventory.shop"),
+        ("reviews.shop", "ratings.shop"),
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = api.request("GET", "/api/v1/graph/?namespace=shop&window=1m", headers=bearer)
+        assert status == 200, body
+        edges = {(e["source"], e["destination"]): e for e in json.loads(body)["edges"]}
+        if expected <= set(edges):
+            break
+        assert time.monotonic() < deadline, f"the graph lacks {expected - set(edges)}: {sorted(edges)}"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    web_to_reviews = edges[("web.shop", "reviews.shop")]
+    assert web_to_reviews["rps"] > 0
+    assert web_to_reviews["p50_ms"] is not None
