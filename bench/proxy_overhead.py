@@ -47,6 +47,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.sections import write_section  # noqa: E402
 from proxyagent.protocol.v1 import admin_pb2_grpc, snapshot_pb2  # noqa: E402
 
 PROXY_CPU = "0"
@@ -359,9 +360,9 @@ def write_report(
         return statistics.median(values)
 
     lines = [
-        "# Benchmarks",
+        "## Sidecar proxy overhead",
         "",
-        "Written by `make bench` (`bench/proxy_overhead.py`); every figure below was measured in the run described here.",
+        "Written by `bench/proxy_overhead.py`.",
         "",
         f"- Command: `python bench/proxy_overhead.py --duration {args.duration} --repeat {args.repeat} --rates {args.rates}`",
         f"- Machine: {machine()}",
@@ -373,7 +374,7 @@ def write_report(
         f"- Telemetry on: a span per request per sidecar, exported over OTLP/gRPC ({spans} spans received).",
         f"- Each cell: median of {args.repeat} interleaved runs of {args.duration} s.",
         "",
-        "## Latency at a constant rate",
+        "### Latency at a constant rate",
         "",
         "| path | rate (rps) | achieved | p50 ms | p90 ms | p99 ms | max ms | errors | proxy cores per 1000 rps |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -404,7 +405,7 @@ def write_report(
             ]
     lines += [
         "",
-        "## Maximum throughput through one proxy on one core",
+        "### Maximum throughput through one proxy on one core",
         "",
         "| proxy | requests/s | proxy CPU (cores) |",
         "| --- | --- | --- |",
@@ -418,14 +419,14 @@ def write_report(
         "",
         *targets_section(targets, results, rss, ratio),
         "",
-        "## Sidecar memory",
+        "### Sidecar memory",
         "",
         "| sidecar | peak RSS (MB) |",
         "| --- | --- |",
         *(f"| {name} | {value:.1f} |" for name, value in rss.items()),
         "",
     ]
-    out.write_text("\n".join(lines))
+    write_section(out, "proxy", lines)
 
 
 def targets_section(
@@ -448,7 +449,7 @@ def targets_section(
         return "met" if ok else "not met"
 
     return [
-        "## Against this milestone's targets",
+        "### Against this milestone's targets",
         "",
         "| target | measured | |",
         "| --- | --- | --- |",
