@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,17 @@ class _Discard(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self.spans += sum(len(s.spans) for rs in request.resource_spans for s in rs.scope_spans)
         return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class _DiscardMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """The sidecars' per-second metric exports are accepted too, so they do all their telemetry work."""
+
+    def __init__(self) -> None:
+        self.exports = 0
+
+    def Export(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self.exports += 1
+        return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
 @dataclass
@@ -283,6 +295,8 @@ def main() -> int:
     receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     discard = _Discard()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(discard, receiver)  # type: ignore[no-untyped-call]
+    discard_metrics = _DiscardMetrics()
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(discard_metrics, receiver)  # type: ignore[no-untyped-call]
     otlp_port = receiver.add_insecure_port("127.0.0.1:0")
     receiver.start()
     with tempfile.TemporaryDirectory(prefix="meshui-bench-") as tmp_name:
@@ -341,7 +355,7 @@ def main() -> int:
         finally:
             procs.stop()
             receiver.stop(0)
-    write_report(Path(args.out), args, targets, rates, results, throughput, rss, discard.spans)
+    write_report(Path(args.out), args, targets, rates, results, throughput, rss, discard.spans, discard_metrics.exports)
     print(f"bench: wrote {args.out}")
     return 0
 
@@ -355,6 +369,7 @@ def write_report(
     throughput: dict[str, list[float]],
     rss: dict[str, float],
     spans: int,
+    metric_exports: int,
 ) -> None:
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -371,7 +386,8 @@ def write_report(
         "arrivals, HTTP/1.1 keep-alive) for latency; wrk (1 thread, 50 connections, closed loop) for maximum "
         f"throughput. Backend: {tool_version(['haproxy', '-v'], 3)} answering `200 ok` itself, which is also the "
         "reference proxy. Proxies pinned to CPU 0, load generator and backend to CPU 1.",
-        f"- Telemetry on: a span per request per sidecar, exported over OTLP/gRPC ({spans} spans received).",
+        f"- Telemetry on: a span per request per sidecar and golden metrics every second, exported over OTLP/gRPC "
+        f"({spans} spans and {metric_exports} metric exports received).",
         f"- Each cell: median of {args.repeat} interleaved runs of {args.duration} s.",
         "",
         "### Latency at a constant rate",

@@ -319,6 +319,46 @@ async def measure_request_to_socket(rounds: int) -> list[float]:
 # --- report ------------------------------------------------------------------------------------------------
 
 
+def _report(
+    args: argparse.Namespace,
+    vendor: str,
+    ingest: dict[str, float],
+    graph_ms: list[float],
+    search_ms: dict[str, list[float]],
+    socket_ms: list[float],
+) -> list[str]:
+    all_search = [t for timings in search_ms.values() for t in timings]
+    database = "PostgreSQL" if vendor == "postgresql" else "SQLite"
+    return [
+        "## Telemetry pipeline",
+        "",
+        "Written by `bench/telemetry.py`.",
+        "",
+        f"- Command: `python bench/telemetry.py --spans {args.spans} --rounds {args.rounds}`",
+        f"- Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
+        f"database {database}; control plane pinned to CPU 0, load to CPU 1",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        "| measurement | figure | goal |",
+        "| --- | --- | --- |",
+        f"| span ingest, {ingest['spans']:.0f} spans in export requests of 512, 8 at a time | "
+        f"{ingest['rate']:.0f} spans/s (control-plane process {ingest['server_cpu']:.2f} cores"
+        f"{'' if vendor == 'sqlite' else ', database server not counted'}) | ≥ 20 000 spans/s on one core |",
+        f"| graph API, 1000 services / 5000 edges, 5 min window (10 calls) | p50 {statistics.median(graph_ms):.0f} ms, "
+        f"max {max(graph_ms):.0f} ms | ≤ 300 ms |",
+        f"| trace search over {args.spans} spans ({len(all_search)} calls of {len(search_ms)} kinds) | "
+        f"p50 {statistics.median(all_search):.0f} ms, p95 {_percentile(all_search, 0.95):.0f} ms | "
+        "p95 ≤ 200 ms on PostgreSQL |",
+        f"| request through two sidecars to its delta on /ws/live/ ({len(socket_ms)} requests) | "
+        f"p50 {statistics.median(socket_ms):.0f} ms, max {max(socket_ms):.0f} ms | ≤ 2 s |",
+        "",
+        "Trace search by query (ms, p50 / max of 10):",
+        "",
+        *(f"- `{path}`: {statistics.median(t):.0f} / {max(t):.0f}" for path, t in search_ms.items()),
+        "",
+    ]
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--ingest-load":
         port, requests, spans = (int(v) for v in sys.argv[2:5])
@@ -335,9 +375,9 @@ def main() -> int:
     import django
 
     django.setup()
-    from django.conf import settings
+    from asgiref.sync import SyncToAsync
     from django.contrib.auth.models import User
-    from django.db import connection
+    from django.db import connection, connections
     from django.test import Client
     from django.test.utils import setup_databases, teardown_databases
 
@@ -346,7 +386,6 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     old = setup_databases(verbosity=0, interactive=False)
     try:
-        vendor = connection.vendor
         print("bench: span ingest", flush=True)
         ingest = asyncio.run(measure_ingest())
         print(f"bench: {ingest['rate']:.0f} spans/s", flush=True)
@@ -359,44 +398,17 @@ def main() -> int:
         print(f"bench: graph p50 {statistics.median(graph_ms):.0f} ms", flush=True)
         print(f"bench: generating {args.spans} spans", flush=True)
         generate_traces(args.spans, 1000, at)
-        search_ms: dict[str, list[float]] = {path: time_requests(client, path, 10) for path in SEARCHES}
+        search_ms = {path: time_requests(client, path, 10) for path in SEARCHES}
         print("bench: request to socket", flush=True)
         socket_ms = asyncio.run(measure_request_to_socket(args.rounds))
-        all_search = [t for timings in search_ms.values() for t in timings]
+        lines = _report(args, connection.vendor, ingest, graph_ms, search_ms, socket_ms)
+        write_section(Path(args.out), "telemetry", lines)
+        print(f"bench: wrote {args.out}")
     finally:
+        # sync_to_async calls ran in asgiref's shared thread; its connection would block dropping the database.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+        connections.close_all()
         teardown_databases(old, verbosity=0)
-
-    database = "PostgreSQL" if vendor == "postgresql" else "SQLite"
-    lines = [
-        "## Telemetry pipeline",
-        "",
-        "Written by `bench/telemetry.py`.",
-        "",
-        f"- Command: `python bench/telemetry.py --spans {args.spans} --rounds {args.rounds}`",
-        f"- Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
-        f"database {database}; control plane pinned to CPU 0, load to CPU 1",
-        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        "",
-        "| measurement | figure | goal |",
-        "| --- | --- | --- |",
-        f"| span ingest, {ingest['spans']} spans in export requests of 512, 8 at a time | "
-        f"{ingest['rate']:.0f} spans/s (control-plane process {ingest['server_cpu']:.2f} cores"
-        f"{'' if vendor == 'sqlite' else ', database server not counted'}) | ≥ 20 000 spans/s on one core |",
-        f"| graph API, 1000 services / 5000 edges, 5 min window (10 calls) | p50 {statistics.median(graph_ms):.0f} ms, "
-        f"max {max(graph_ms):.0f} ms | ≤ 300 ms |",
-        f"| trace search over {args.spans} spans ({len(all_search)} calls of {len(SEARCHES)} kinds) | "
-        f"p50 {statistics.median(all_search):.0f} ms, p95 {_percentile(all_search, 0.95):.0f} ms | "
-        "p95 ≤ 200 ms on PostgreSQL |",
-        f"| request through two sidecars to its delta on /ws/live/ ({len(socket_ms)} requests) | "
-        f"p50 {statistics.median(socket_ms):.0f} ms, max {max(socket_ms):.0f} ms | ≤ 2 s |",
-        "",
-        "Trace search by query (ms, p50 / max of 10):",
-        "",
-        *(f"- `{path}`: {statistics.median(t):.0f} / {max(t):.0f}" for path, t in search_ms.items()),
-        "",
-    ]
-    write_section(Path(args.out), "telemetry", lines)
-    print(f"bench: wrote {args.out} ({settings.DATABASES['default']['ENGINE']})")
     return 0
 
 

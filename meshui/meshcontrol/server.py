@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.meshcontrol.servicer import MeshControlServicer
-from meshui.telemetry.ingest import SpanIngest
+from meshui.telemetry.forwarding import OtlpForwarder
+from meshui.telemetry.ingest import SpanIngest, stop_writer
 from meshui.telemetry.live import LivePublisher
 from meshui.telemetry.metrics_writer import MetricsWriter
 from meshui.telemetry.receiver import MetricsReceiver, TraceReceiver
@@ -40,6 +41,8 @@ class MeshControlServer:
         self.traces: TraceReceiver | None = None
         self.metrics: MetricsReceiver | None = None
         self.metrics_writer: MetricsWriter | None = None
+        self.forwarder: OtlpForwarder | None = None
+        self._forward_task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -51,12 +54,14 @@ class MeshControlServer:
         self.ingest = SpanIngest(
             max_pending_spans=settings.MESH_SPAN_INGEST_MAX_PENDING, batch_spans=settings.MESH_SPAN_INGEST_BATCH
         )
-        self.traces = TraceReceiver(self.ingest)
+        target = settings.MESH_OTLP_FORWARD_ENDPOINT
+        self.forwarder = OtlpForwarder(target) if target else None
+        self.traces = TraceReceiver(self.ingest, self.forwarder)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self.traces, self._server)  # type: ignore[no-untyped-call]
         self.metrics_writer = MetricsWriter(
             max_pending_keys=settings.MESH_METRICS_MAX_PENDING_SERIES, publisher=LivePublisher()
         )
-        self.metrics = MetricsReceiver(self.metrics_writer)
+        self.metrics = MetricsReceiver(self.metrics_writer, self.forwarder)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
@@ -65,6 +70,8 @@ class MeshControlServer:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="expire-silent-agents")
         self._ingest_task = asyncio.create_task(self.ingest.run(), name="span-ingest")
         self._metrics_task = asyncio.create_task(self.metrics_writer.run(), name="metrics-writer")
+        if self.forwarder is not None:
+            self._forward_task = asyncio.create_task(self.forwarder.run(), name="otlp-forwarder")
         logger.info("mesh control gRPC listening on %s (port %s)", self.bind, self.port)
         return self.port
 
@@ -89,3 +96,5 @@ class MeshControlServer:
             await self.ingest.close(self._ingest_task)
         if self.metrics_writer is not None:
             await self.metrics_writer.close(self._metrics_task)
+        if self.forwarder is not None:
+            await stop_writer(self._forward_task, self.forwarder.stop)

@@ -10,7 +10,8 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from meshui.telemetry import otlp_metrics, otlp_spans
+from meshui.telemetry import forwarding, otlp_metrics, otlp_spans
+from meshui.telemetry.forwarding import OtlpForwarder
 from meshui.telemetry.ingest import IngestFull, SpanIngest, StoreFailed
 from meshui.telemetry.metrics_writer import MetricsWriter
 
@@ -19,13 +20,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, ingest: SpanIngest) -> None:
+    def __init__(self, ingest: SpanIngest, forwarder: OtlpForwarder | None = None) -> None:
         self._ingest = ingest
+        self._forwarder = forwarder
         self.rejected_total = 0
 
     async def Export(  # noqa: N802 - the OTLP service's method name
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: Context
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        if self._forwarder is not None:
+            self._forwarder.offer(forwarding.TRACES, request.SerializeToString())
         decoded = otlp_spans.decode(request)
         if decoded.spans:
             try:
@@ -46,13 +50,16 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
     """Adds the mesh's delta metrics to per-edge buckets, through the writer that batches every agent's."""
 
-    def __init__(self, writer: MetricsWriter) -> None:
+    def __init__(self, writer: MetricsWriter, forwarder: OtlpForwarder | None = None) -> None:
         self._writer = writer
+        self._forwarder = forwarder
         self.rejected_total = 0
 
     async def Export(  # noqa: N802 - the OTLP service's method name
         self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Context
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        if self._forwarder is not None:
+            self._forwarder.offer(forwarding.METRICS, request.SerializeToString())
         decoded = otlp_metrics.decode(request)
         try:
             await self._writer.submit(decoded.increments)
