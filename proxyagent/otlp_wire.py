@@ -161,15 +161,22 @@ def encode_scope(name: str) -> bytes:
     return length_delimited(_SCOPE_NAME, name.encode())
 
 
+def _export_request(
+    field_numbers: tuple[int, int, int, int, int], resource: bytes, scope: bytes, items: list[bytes]
+) -> bytes:
+    """One resource, one scope, many items: the layout both export requests share (with their own field numbers)."""
+    request, resource_field, scoped_field, scope_field, items_field = field_numbers
+    scoped = length_delimited(scope_field, scope) + b"".join(length_delimited(items_field, item) for item in items)
+    return length_delimited(
+        request, length_delimited(resource_field, resource) + length_delimited(scoped_field, scoped)
+    )
+
+
 def encode_export_request(resource: bytes, scope: bytes, spans: list[bytes]) -> bytes:
     """An ``ExportTraceServiceRequest`` holding one resource, one scope and ``spans``."""
-    scope_spans = length_delimited(_SCOPE_SPANS_SCOPE, scope) + b"".join(
-        length_delimited(_SCOPE_SPANS_SPANS, span) for span in spans
-    )
-    resource_spans = length_delimited(_RESOURCE_SPANS_RESOURCE, resource) + length_delimited(
-        _RESOURCE_SPANS_SCOPE_SPANS, scope_spans
-    )
-    return length_delimited(_REQUEST_RESOURCE_SPANS, resource_spans)
+    fields = (_REQUEST_RESOURCE_SPANS, _RESOURCE_SPANS_RESOURCE, _RESOURCE_SPANS_SCOPE_SPANS, _SCOPE_SPANS_SCOPE,
+              _SCOPE_SPANS_SPANS)  # fmt: skip
+    return _export_request(fields, resource, scope, spans)
 
 
 # Metrics (opentelemetry/proto/metrics/v1/metrics.proto, collector/metrics/v1/metrics_service.proto).
@@ -279,10 +286,6 @@ def delta_histogram(name: str, description: str, unit: str, points: list[bytes])
 
 def encode_metrics_request(resource: bytes, scope: bytes, metrics: list[bytes]) -> bytes:
     """An ``ExportMetricsServiceRequest`` holding one resource, one scope and ``metrics``."""
-    scope_metrics = length_delimited(_SCOPE_METRICS_SCOPE, scope) + b"".join(
-        length_delimited(_SCOPE_METRICS_METRICS, metric) for metric in metrics
-    )
-    resource_metrics = length_delimited(_RESOURCE_METRICS_RESOURCE, resource) + length_delimited(
-        _RESOURCE_METRICS_SCOPE_METRICS, scope_metrics
-    )
-    return length_delimited(_REQUEST_RESOURCE_METRICS, resource_metrics)
+    fields = (_REQUEST_RESOURCE_METRICS, _RESOURCE_METRICS_RESOURCE, _RESOURCE_METRICS_SCOPE_METRICS,
+              _SCOPE_METRICS_SCOPE, _SCOPE_METRICS_METRICS)  # fmt: skip
+    return _export_request(fields, resource, scope, metrics)

@@ -18,10 +18,11 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from meshui.catalog.actions import do_expire_silent_agents
 from meshui.meshcontrol.servicer import MeshControlServicer
 from meshui.telemetry.forwarding import OtlpForwarder
-from meshui.telemetry.ingest import SpanIngest, stop_writer
+from meshui.telemetry.ingest import SpanIngest
 from meshui.telemetry.live import LivePublisher
 from meshui.telemetry.metrics_writer import MetricsWriter
 from meshui.telemetry.receiver import MetricsReceiver, TraceReceiver
+from meshui.telemetry.writer import stop_writer
 from proxyagent.protocol.v1 import control_pb2_grpc
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from meshui.telemetry import forwarding, otlp_metrics, otlp_spans
 from meshui.telemetry.forwarding import OtlpForwarder
-from meshui.telemetry.ingest import IngestFull, SpanIngest, StoreFailed
+from meshui.telemetry.ingest import SpanIngest
 from meshui.telemetry.metrics_writer import MetricsWriter
+from meshui.telemetry.writer import IngestFull, StoreFailed
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -21,9 +21,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from meshui.meshcontrol.server import MeshControlServer
-from meshui.telemetry.ingest import IngestFull, SpanIngest
+from meshui.telemetry.ingest import SpanIngest
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 from meshui.telemetry.models import SpanKind as StoredKind
+from meshui.telemetry.writer import IngestFull
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEADLINE_S = 20.0
