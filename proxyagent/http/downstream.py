@@ -239,6 +239,8 @@ class DownstreamConnection(asyncio.Protocol):
             # Requests before the broken one are still being answered: answer them, then refuse.
             self.pause(_PAUSE_REFUSED)
             self._refusal = error
+            if self.active is not None:
+                self.active.flush_up()  # its request came in the same read and was held for one write
             return
         with contextlib.suppress(Exception):
             self.write(error.response(keep_alive=False))

@@ -60,6 +60,7 @@ class Exchange:
         "_extra_message",
         "_finished",
         "_got_bytes",
+        "_head_sent",
         "_interim",
         "_keep",
         "_labels",
@@ -137,6 +138,7 @@ class Exchange:
         self._raw_pending: list[bytes] = []
         self._eofs = 0
         self._upstream_reading_paused = False
+        self._head_sent = False
 
     # Request side (called by the client connection)
 
@@ -175,6 +177,9 @@ class Exchange:
                 self._connecting = self._loop.create_task(self._connect())
         except MeshError as exc:
             self.fail(exc)
+        except Exception:  # a bug of ours: answer this request rather than leave the connection hanging
+            logger.exception("unexpected error starting a %s request", proxy.direction)
+            self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, "the sidecar failed to forward the request"))
 
     def request_body(self, chunk: bytes) -> None:
         if self._finished:
@@ -231,8 +236,7 @@ class Exchange:
 
     def abort(self) -> None:
         """The client is gone (or sent garbage): drop the upstream side without answering."""
-        if self._connecting is not None:
-            self._connecting.cancel()
+        # A connect in flight is left to finish: cancelling it could strand a socket it just opened.
         self._drop_conn()
         self._finish()
 
@@ -246,8 +250,7 @@ class Exchange:
         if parser is None or self._finished:
             return
         self._got_bytes = True
-        if self.answered:
-            self._last_data = self._loop.time()
+        self._last_data = self._loop.time()
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -256,6 +259,16 @@ class Exchange:
                 self._start_tunnel(data[upgrade.args[0] :])
                 return
         except httptools.HttpParserError as exc:
+            if self._response_done:
+                # Junk after a complete response: the response stands, the connection does not.
+                self._upstream_keep = False
+                self._flush_down()
+                self._complete()
+                return
+            if not self._head_sent:
+                # Nothing reached the client yet, so it can still get a proper 502.
+                self._down_buf.clear()
+                self.answered = False
             self._upstream_broken(self._broken or f"malformed response: {exc}")
             return
         self._flush_down()
@@ -327,6 +340,8 @@ class Exchange:
         self._r_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._extra_message:  # bytes after the response's end: never the client's
+            return
         parser = self._parser
         assert parser is not None
         status = parser.get_status_code()
@@ -376,12 +391,14 @@ class Exchange:
             self._response_done = True
 
     def on_body(self, body: bytes) -> None:
-        if self._interim or self._response_done:
+        if self._interim or self._response_done or self._extra_message:
             return
         self._response_bytes += len(body)
         self._down_buf.append(_chunk(body) if self._rechunk else body)
 
     def on_message_complete(self) -> None:
+        if self._extra_message:
+            return
         if self._interim:
             self._interim = False
             return
@@ -397,8 +414,6 @@ class Exchange:
             return
         proxy = self._proxy
         proxy.metrics.mesh_errors.labels(proxy.direction, str(error.code)).inc()
-        if self._connecting is not None and self._connecting is not asyncio.current_task():
-            self._connecting.cancel()
         self._drop_conn()
         if self.answered:
             self._cut_short()
@@ -549,6 +564,7 @@ class Exchange:
         if buf:
             self._client.write(buf[0] if len(buf) == 1 else b"".join(buf))
             buf.clear()
+            self._head_sent = True
 
     def _drop_conn(self) -> None:
         conn = self._conn
