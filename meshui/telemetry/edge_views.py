@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 from meshui.accounts.roles import Capability
 from meshui.accounts.scoping import restrict_to_namespaces
 from meshui.catalog.models import Service
-from meshui.telemetry.graph import Totals, window_bounds
-from meshui.telemetry.models import EdgeBucket, Reporter, Span, TraceSummary
+from meshui.telemetry.graph import Totals, buckets_in, window_bounds
+from meshui.telemetry.models import Reporter, Span, TraceSummary
 from meshui.telemetry.query import visible_traces
 from meshui.telemetry.serializers import (
     EdgeTracesQuerySerializer,
@@ -62,7 +62,7 @@ class ServiceMetricsView(APIView):
         points = max(1, seconds // step)
         start = end - dt.timedelta(seconds=points * step)
         key = f"{service.name}.{service.namespace.name}"
-        in_window = EdgeBucket.objects.filter(resolution_s=resolution, start__gte=start, start__lt=end)
+        in_window = buckets_in(start, end, resolution)
         inbound = in_window.filter(reporter=Reporter.INBOUND, destination_service=key)
         outbound = in_window.filter(
             reporter=Reporter.OUTBOUND, source_service=service.name, namespace=service.namespace.name

@@ -10,7 +10,7 @@ from operator import or_
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from meshui.telemetry.histograms import add, percentile
 from meshui.telemetry.models import LATENCY_BOUNDS_S, EdgeBucket
@@ -94,6 +94,11 @@ def build_graph(buckets: Iterable[EdgeBucket], group: str, seconds: float) -> di
             for (source, destination), totals in sorted(edges.items())
         ],
     }  # fmt: skip
+
+
+def buckets_in(start: dt.datetime, end: dt.datetime, resolution: int) -> QuerySet[EdgeBucket]:
+    """Every edge bucket of ``[start, end)`` at ``resolution``, as both sides reported them."""
+    return EdgeBucket.objects.filter(resolution_s=resolution, start__gte=start, start__lt=end)
 
 
 def touching(namespaces: list[str]) -> Q:

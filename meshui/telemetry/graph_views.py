@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from meshui.telemetry.graph import build_graph, touching, window_bounds
-from meshui.telemetry.models import EdgeBucket, Reporter
+from meshui.telemetry.graph import buckets_in, build_graph, touching, window_bounds
+from meshui.telemetry.models import Reporter
 from meshui.telemetry.query import visible_namespaces
 from meshui.telemetry.serializers import GraphQuerySerializer, GraphSerializer
 
@@ -25,9 +25,7 @@ class GraphView(APIView):
         seconds: int = query.validated_data["window"]
         at: dt.datetime = query.validated_data.get("at") or timezone.now()
         start, end, resolution = window_bounds(at, seconds)
-        buckets = EdgeBucket.objects.filter(
-            resolution_s=resolution, start__gte=start, start__lt=end, reporter=Reporter.OUTBOUND
-        )
+        buckets = buckets_in(start, end, resolution).filter(reporter=Reporter.OUTBOUND)
         visible = visible_namespaces(request.user)
         namespace = query.validated_data.get("namespace")
         if namespace is not None:

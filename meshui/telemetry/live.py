@@ -23,9 +23,9 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from meshui.telemetry.graph import build_graph, touching, window_bounds
+from meshui.telemetry.graph import buckets_in, build_graph, touching, window_bounds
 from meshui.telemetry.histograms import percentile
-from meshui.telemetry.models import EdgeBucket, Reporter
+from meshui.telemetry.models import Reporter
 from meshui.telemetry.otlp_metrics import EdgeIncrement, EdgeKey
 from meshui.telemetry.query import visible_namespaces
 
@@ -78,9 +78,7 @@ class LivePublisher:
 def _snapshot(namespace: str, seconds: int) -> dict[str, Any]:
     # The bucket still filling counts too: a live view shows the last seconds.
     start, end, resolution = window_bounds(timezone.now() + dt.timedelta(seconds=10), seconds)
-    buckets = EdgeBucket.objects.filter(
-        touching([namespace]), resolution_s=resolution, start__gte=start, start__lt=end, reporter=Reporter.OUTBOUND
-    )
+    buckets = buckets_in(start, end, resolution).filter(touching([namespace]), reporter=Reporter.OUTBOUND)
     graph = build_graph(buckets, "service", seconds)
     return {"type": "snapshot", "namespace": namespace, "window_s": seconds, "at": end.isoformat(), **graph}
 

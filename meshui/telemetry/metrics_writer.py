@@ -38,6 +38,8 @@ class MetricsWriter(CommitQueue[Increments]):
         # However many series wait, they go in one transaction: merged, they are one row per edge and bucket.
         super().__init__(max_pending=max_pending_keys, max_batch=max_pending_keys)
         self._publisher = publisher
+        # The batch just written, merged; published once it is committed.
+        self._written: Increments = {}
 
     def size(self, item: Increments) -> int:
         return len(item)
@@ -47,13 +49,16 @@ class MetricsWriter(CommitQueue[Increments]):
             await super().submit(item)
 
     async def write(self, items: list[Increments]) -> None:
-        await database_sync_to_async(do_add_edge_increments)(_merge(items))
+        merged = _merge(items)
+        await database_sync_to_async(do_add_edge_increments)(merged)
+        self._written = merged
 
     async def after_commit(self, items: list[Increments]) -> None:
+        written, self._written = self._written, {}
         if self._publisher is None:
             return
         # After the commit: a browser never sees traffic the API cannot show it.
         try:
-            await self._publisher.publish(_merge(items))
+            await self._publisher.publish(written)
         except Exception:  # Redis away: the live view misses a beat, the stored data is intact
             logger.exception("publishing live graph deltas failed")

@@ -115,13 +115,16 @@ class GraphQuerySerializer(serializers.Serializer[Any]):
     at = serializers.DateTimeField(required=False, help_text="The window's end (default now): a past graph.")
 
 
-class _Stats(serializers.Serializer[Any]):
+class _Rates(serializers.Serializer[Any]):
     requests = serializers.IntegerField()
     rps = serializers.FloatField()
     error_rate = serializers.FloatField()
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)
+
+
+class _Stats(_Rates):
     bytes = serializers.IntegerField()
     mtls_share = serializers.FloatField()
     denied_rps = serializers.FloatField()
@@ -165,14 +168,8 @@ class SeriesQuerySerializer(serializers.Serializer[Any]):
         return attrs
 
 
-class SeriesPointSerializer(serializers.Serializer[Any]):
+class SeriesPointSerializer(_Rates):
     time = serializers.DateTimeField(help_text="The start of the step.")
-    requests = serializers.IntegerField()
-    rps = serializers.FloatField()
-    error_rate = serializers.FloatField()
-    p50_ms = serializers.FloatField(allow_null=True)
-    p95_ms = serializers.FloatField(allow_null=True)
-    p99_ms = serializers.FloatField(allow_null=True)
 
 
 class ServiceMetricsSerializer(serializers.Serializer[Any]):

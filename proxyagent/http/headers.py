@@ -66,14 +66,6 @@ def end_to_end(
     return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
-def get(headers: Headers, name: bytes) -> bytes | None:
-    """The first value of ``name`` (lowercase), or ``None``."""
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
 def serialize(start_line: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
     parts = [start_line]
     for name, value in headers:

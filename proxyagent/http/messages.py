@@ -98,26 +98,20 @@ def framing(fields: dict[bytes, bytes]) -> tuple[bool, int | None]:
 class _Callbacks:
     """Collects parser callbacks as events. The head is built inside ``on_headers_complete``,
     while the parser still describes that message (a later message in the same read would
-    otherwise overwrite its status and headers)."""
+    otherwise overwrite its headers)."""
 
     def __init__(self, build_head: Callable[[_Callbacks], object]) -> None:
         self.events: deque[tuple[_Event, object]] = deque()
         self._build_head = build_head
-        self.begun = 0
         self.url = bytearray()
-        self.reason = b""
         self.headers: Headers = []
 
     def on_message_begin(self) -> None:
-        self.begun += 1
         self.url = bytearray()
         self.headers = []
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-
-    def on_status(self, status: bytes) -> None:
-        self.reason = status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
