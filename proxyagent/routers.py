@@ -7,10 +7,12 @@ from urllib.parse import urlsplit
 
 from proxyagent.balancer import Balancer
 from proxyagent.config_store import ConfigStore
+from proxyagent.http.headers import PROXY_WRITTEN
 from proxyagent.http.messages import RequestHead
-from proxyagent.http.proxy import PROXY_WRITTEN, Target
+from proxyagent.http.proxy import Target
 from proxyagent.identity import AgentIdentity
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.routing import Destination, Endpoint, RoutingTable
 
 SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
 _OUTBOUND_REPLACES = PROXY_WRITTEN | {SOURCE_WORKLOAD_HEADER}
@@ -31,6 +33,10 @@ def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
     return host, target
 
 
+# Targets are cached per endpoint (outbound) or caller (inbound); beyond this many the cache starts over.
+_MAX_CACHED_TARGETS = 4096
+
+
 class OutboundRouter:
     """The app's calls out: pick an endpoint of the named destination."""
 
@@ -44,27 +50,51 @@ class OutboundRouter:
         self._balancer = balancer
         self._default_timeout_s = default_timeout_s
         self._source_header = (SOURCE_WORKLOAD_HEADER, identity.workload.encode())
+        # Both caches hold what one routing table implies, and start over when the table is replaced.
+        self._table: RoutingTable | None = None
+        self._destinations: dict[bytes, Destination] = {}
+        self._targets: dict[tuple[str, Endpoint], Target] = {}
 
-    def route(self, head: RequestHead) -> Target:
+    def route(self, head: RequestHead) -> tuple[Target, bytes]:
         host, path = _split_target(head)
-        name = host.decode("latin-1")
-        destination = self._store.table.lookup(name, own_namespace=self._identity.namespace)
+        table = self._store.table
+        if table is not self._table:
+            self._table = table
+            self._destinations = {}
+            self._targets = {}
+        destination = self._destinations.get(host)
         if destination is None:
-            raise MeshError(MeshErrorCode.NO_ROUTE, f"no service named {name!r} in the mesh")
+            destination = table.lookup(host.decode("latin-1"), own_namespace=self._identity.namespace)
+            if destination is not None:
+                if len(self._destinations) >= _MAX_CACHED_TARGETS:
+                    self._destinations.clear()
+                self._destinations[host] = destination
+        if destination is None:
+            raise MeshError(MeshErrorCode.NO_ROUTE, f"no service named {host.decode('latin-1')!r} in the mesh")
         endpoint = self._balancer.pick(destination)
         if endpoint is None:
             raise MeshError(MeshErrorCode.NO_HEALTHY_UPSTREAM, f"{destination.key} has no healthy instance")
         self._balancer.started(endpoint)
+        key = (destination.key, endpoint)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._target(destination, endpoint)
+            if len(self._targets) >= _MAX_CACHED_TARGETS:
+                self._targets.clear()
+            self._targets[key] = target
+        return target, path
+
+    def _target(self, destination: Destination, endpoint: Endpoint) -> Target:
         balancer = self._balancer
         done: Callable[[], None] = lambda: balancer.finished(endpoint)  # noqa: E731
         return Target(
             host=endpoint.address,
             port=endpoint.port,
-            path=path,
             destination_service=destination.key,
             destination_workload=endpoint.workload,
             source_workload=self._identity.workload,
             timeout_s=destination.request_timeout_s or self._default_timeout_s,
+            direction=self.direction,
             # Overwrites whatever the app sent, so the callee's metrics name the real caller.
             extra_headers=[self._source_header],
             replaces=_OUTBOUND_REPLACES,
@@ -83,16 +113,25 @@ class InboundRouter:
         self._app_port = app_port
         self._timeout_s = timeout_s
         self._service = f"{identity.service}.{identity.namespace}"
+        self._targets: dict[bytes | None, Target] = {}
 
-    def route(self, head: RequestHead) -> Target:
+    def route(self, head: RequestHead) -> tuple[Target, bytes]:
         source = head.fields.get(SOURCE_WORKLOAD_HEADER)
-        _, path = _split_target(head) if head.target.startswith(b"http") else (b"", head.target)
-        return Target(
-            host=self._app_host,
-            port=self._app_port,
-            path=path,
-            destination_service=self._service,
-            destination_workload=self._identity.workload,
-            source_workload=source.decode("latin-1") if source else "unknown",
-            timeout_s=self._timeout_s,
-        )
+        target = self._targets.get(source)
+        if target is None:
+            target = Target(
+                host=self._app_host,
+                port=self._app_port,
+                destination_service=self._service,
+                destination_workload=self._identity.workload,
+                source_workload=source.decode("latin-1") if source else "unknown",
+                timeout_s=self._timeout_s,
+                direction=self.direction,
+            )
+            if len(self._targets) >= _MAX_CACHED_TARGETS:
+                self._targets.clear()
+            self._targets[source] = target
+        path = head.target
+        if path[:4] == b"http":
+            path = _split_target(head)[1]
+        return target, path

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from binascii import unhexlify
 from collections import deque
 
 import grpc
@@ -51,7 +52,6 @@ class HttpSpans:
     def record(
         self,
         trace: TraceContext,
-        *,
         method: bytes,
         target: bytes,
         version: str,
@@ -68,12 +68,13 @@ class HttpSpans:
             if len(self._blocks) < MAX_CACHED:
                 self._blocks[key] = cached
         name, block = cached
-        path = target.split(b"?", 1)[0]
+        path = target.partition(b"?")[0]
+        parent = trace.parent_span_id
         self._exporter.record(
             encode_span(
-                trace_id=bytes.fromhex(trace.trace_id),
-                span_id=bytes.fromhex(trace.span_id),
-                parent_span_id=bytes.fromhex(trace.parent_span_id) if trace.parent_span_id else b"",
+                trace_id=unhexlify(trace.trace_id),
+                span_id=unhexlify(trace.span_id),
+                parent_span_id=unhexlify(parent) if parent is not None else b"",
                 name=name,
                 kind=self._kind,
                 start_ns=start_ns,

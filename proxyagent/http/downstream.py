@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Reading stays paused for good once a broken request waits to be refused.
 _PAUSE_REFUSED = 16
+_NEVER = float("inf")
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -48,7 +49,11 @@ class DownstreamConnection(asyncio.Protocol):
         self._refusal: MeshError | None = None
         self.loop = asyncio.get_running_loop()
         self._last_done = self.loop.time()
-        self._idle_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, for both the idle timeout and the active exchange's deadline. It is
+        # moved earlier only when a deadline needs it and otherwise re-armed when it fires, so a busy
+        # keep-alive connection creates about one timer per timeout rather than one per request.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER
 
     # asyncio.Protocol
 
@@ -56,7 +61,7 @@ class DownstreamConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.proxy.connections.add(self)
-        self._idle_timer = self.loop.call_at(self._last_done + self.proxy.settings.idle_timeout_s, self._check_idle)
+        self._arm(self._last_done + self.proxy.settings.idle_timeout_s)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -99,8 +104,9 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.connections.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         active, self.active = self.active, None
         self._queued.clear()
         if active is not None:
@@ -165,6 +171,11 @@ class DownstreamConnection(asyncio.Protocol):
     def body_pending(self) -> bool:
         """Whether the request being answered still has body bytes on the connection."""
         return self._parsing is not None and self._parsing is self.active
+
+    def watch(self, deadline: float) -> None:
+        """Have ``check_deadline`` of the active exchange called once ``deadline`` (loop time) is past."""
+        if deadline < self._timer_at:
+            self._arm(deadline)
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -246,13 +257,30 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(error.response(keep_alive=False))
         self.close()
 
-    def _check_idle(self) -> None:
-        idle_s = self.proxy.settings.idle_timeout_s
-        now = self.loop.time()
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = _NEVER
         if self.closed:
             return
-        if self.active is None and now >= self._last_done + idle_s:
-            self.close()
-            return
-        due = now + idle_s if self.active is not None else self._last_done + idle_s
-        self._idle_timer = self.loop.call_at(max(due, now + 0.001), self._check_idle)
+        now = self.loop.time()
+        active = self.active
+        if active is not None and active.deadline <= now:
+            active.check_deadline(now)
+            if self.closed:
+                return
+            active = self.active
+        idle_s = self.proxy.settings.idle_timeout_s
+        if active is None:
+            due = self._last_done + idle_s
+            if now >= due:
+                self.close()
+                return
+        else:
+            due = min(active.deadline, now + idle_s)
+        self._arm(max(due, now + 0.001))

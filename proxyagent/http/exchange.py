@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from proxyagent.http.headers import Headers, end_to_end, first_values, serialize
+from proxyagent.http.headers import (
+    NOT_FORWARDED,
+    REQUEST_NOT_FORWARDED,
+    Headers,
+    connection_names_only,
+    end_to_end,
+    serialize,
+)
 from proxyagent.http.messages import RESPONSE_FIELDS, RequestHead, framing
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import UpstreamConnection
@@ -44,6 +51,9 @@ PAUSE_BUFFERED = 4  # body bytes wait for an upstream connection
 PAUSE_TUNNEL = 8  # bytes after an upgrade request wait for the upstream's 101
 
 
+_NEVER = float("inf")
+
+
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
@@ -63,7 +73,6 @@ class Exchange:
         "_head_sent",
         "_interim",
         "_keep",
-        "_labels",
         "_last_data",
         "_loop",
         "_mesh_error",
@@ -83,7 +92,6 @@ class Exchange:
         "_started_ns",
         "_status",
         "_target",
-        "_timer",
         "_trace",
         "_tunnel",
         "_up_buf",
@@ -92,6 +100,7 @@ class Exchange:
         "_upstream_keep",
         "_upstream_reading_paused",
         "answered",
+        "deadline",
         "head",
     )
 
@@ -106,7 +115,6 @@ class Exchange:
         self._conn: UpstreamConnection | None = None
         self._target: Target | None = None
         self._trace: TraceContext | None = None
-        self._labels: tuple[str, str, str, str] | None = None
         self._started = 0.0
         self._started_ns = 0
         self._status = 0
@@ -116,7 +124,8 @@ class Exchange:
         self.answered = False  # the response head went to the client
         self._finished = False
         self._running = False
-        self._timer: asyncio.TimerHandle | None = None
+        # When the client connection's timer should call check_deadline (loop time).
+        self.deadline = _NEVER
         self._connecting: asyncio.Task[None] | None = None
         self._upstream_head = b""
         self._retried = False
@@ -144,32 +153,33 @@ class Exchange:
 
     def start(self) -> None:
         proxy = self._proxy
-        proxy.exchange_started()
+        proxy.in_flight += 1
         self._running = True
         self._started = time.perf_counter()
         self._started_ns = time.time_ns()
         head = self.head
+        fields = head.fields
         try:
             rate = proxy.settings.trace_sampling
             sample = rate >= 1.0 or random.random() < rate  # noqa: S311
-            self._trace = trace = continue_or_start(head.fields.get(b"traceparent"), sample=sample)
-            hops = self._hops()
-            target = self._target = proxy.router.route(head)
-            self._labels = (
-                proxy.direction,
-                target.source_workload,
-                target.destination_service,
-                target.destination_workload,
-            )
-            proxy.metrics.in_flight_gauge(proxy.direction, target.destination_service).inc()
+            self._trace = trace = continue_or_start(fields.get(b"traceparent"), sample=sample)
+            raw_hops = fields.get(_HOPS_HEADER)
+            hops = self._hops(raw_hops) if raw_hops is not None else 0
+            target, path = proxy.router.route(head)
+            self._target = target
+            gauge = target.in_flight
+            if gauge is None:
+                gauge = target.in_flight = proxy.metrics.in_flight_gauge(target.direction, target.destination_service)
+            gauge.value += 1
             if head.has_body and head.version == "1.1":
-                expect = head.fields.get(b"expect")
+                expect = fields.get(b"expect")
                 if expect is not None and expect.lower() == b"100-continue":
                     # Answer 100-continue ourselves so the client sends its body while we connect upstream.
                     self._client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._upstream_head = self._build_upstream_head(target, trace, hops)
+            self._upstream_head = self._build_upstream_head(target, path, trace, hops)
             self._up_buf.insert(0, self._upstream_head)
-            self._timer = self._loop.call_later(target.timeout_s, self._timed_out)
+            self.deadline = self._loop.time() + target.timeout_s
+            self._client.watch(self.deadline)
             conn = None if head.upgrade else proxy.pool.take_idle(target.host, target.port)
             if conn is not None:
                 self._attach(conn)
@@ -349,7 +359,20 @@ class Exchange:
             # An interim response (100 Continue, 103 Early Hints): skip it and its end.
             self._interim = True
             return
-        fields = first_values(self._r_headers, RESPONSE_FIELDS)
+        # One pass indexes the framing headers and serializes the end-to-end ones (first_values plus
+        # end_to_end, fused: this runs once per response).
+        fields: dict[bytes, bytes] = {}
+        parts: list[bytes] = []
+        for name, value in self._r_headers:
+            lower = name.lower()
+            if lower in NOT_FORWARDED:
+                if lower in RESPONSE_FIELDS:
+                    if lower not in fields:
+                        fields[lower] = value
+                    elif lower == b"connection":
+                        fields[lower] += b"," + value
+                continue
+            parts += (name, b": ", value, b"\r\n")
         try:
             chunked, length = framing(fields)
         except MeshError as exc:
@@ -358,8 +381,9 @@ class Exchange:
         self._status = status
         request = self.head
         head_only = request.method == b"HEAD"
+        connection = fields.get(b"connection")
         if status == 101:
-            headers = end_to_end(self._r_headers, fields.get(b"connection"), keep=_UPGRADE_HEADERS)
+            headers = end_to_end(self._r_headers, connection, keep=_UPGRADE_HEADERS)
             self._down_buf.append(serialize(b"HTTP/1.1 101 " + self._r_reason, headers))
             self.answered = True
             self._response_done = True
@@ -376,16 +400,19 @@ class Exchange:
             and not request.upgrade
             and (not has_body or rechunk or length is not None)
         )
-        headers = end_to_end(self._r_headers, fields.get(b"connection"))
-        headers.append((b"via", self._proxy.via))
-        if rechunk:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif length is not None:
-            headers.append((b"content-length", b"%d" % length))
-        if not keep:
-            headers.append((b"connection", b"close"))
+        if not connection_names_only(connection, NOT_FORWARDED):
+            parts = [b"%b: %b\r\n" % header for header in end_to_end(self._r_headers, connection)]
         version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
-        self._down_buf.append(serialize(b"%b %d %b" % (version, status, self._r_reason), headers))
+        parts.insert(0, b"%b %d %b\r\n" % (version, status, self._r_reason))
+        parts.append(self._proxy.via_header)
+        if rechunk:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif length is not None:
+            parts.append(b"content-length: %d\r\n" % length)
+        if not keep:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self._down_buf.append(b"".join(parts))
         self.answered = True
         if not has_body:
             self._response_done = True
@@ -456,8 +483,8 @@ class Exchange:
     def _upstream_broken(self, reason: str) -> None:
         self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, reason))
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def check_deadline(self, now: float) -> None:
+        """Called by the client connection's timer once ``now`` is past ``deadline``."""
         if self._finished:
             return
         target = self._target
@@ -469,20 +496,19 @@ class Exchange:
                 )
             )
             return
-        stalled_since = self._loop.time() - self._last_data
+        # Answered: the deadline now catches a response body that stalls.
+        stalled_since = now - self._last_data
         if stalled_since >= target.timeout_s:
             logger.warning("response body stalled for %.1f s; closing", stalled_since)
             self._cut_short()
         else:
-            self._timer = self._loop.call_at(self._last_data + target.timeout_s, self._timed_out)
+            self.deadline = self._last_data + target.timeout_s
 
     # Tunnels (after a 101)
 
     def _start_tunnel(self, leftover: bytes) -> None:
         self._tunnel = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = _NEVER
         if leftover:
             self._client.write(leftover)
         conn = self._conn
@@ -498,10 +524,10 @@ class Exchange:
 
     # Internals
 
-    def _hops(self) -> int:
-        raw = self.head.fields.get(_HOPS_HEADER)
+    @staticmethod
+    def _hops(raw: bytes) -> int:
         try:
-            hops = int(raw) if raw is not None else 0
+            hops = int(raw)
         except ValueError:
             hops = -1
         if hops < 0:
@@ -510,23 +536,38 @@ class Exchange:
             raise MeshError(MeshErrorCode.LOOP_DETECTED, f"request passed {hops} mesh hops; is it looping?")
         return hops
 
-    def _build_upstream_head(self, target: Target, trace: TraceContext, hops: int) -> bytes:
+    def _build_upstream_head(self, target: Target, path: bytes, trace: TraceContext, hops: int) -> bytes:
         head = self.head
-        headers = end_to_end(head.headers, head.fields.get(b"connection"), drop=target.replaces)
-        headers.extend(target.extra_headers)
-        headers.append((b"traceparent", trace.header()))
-        headers.append((b"via", self._proxy.via))
-        headers.append((_HOPS_HEADER, b"%d" % (hops + 1)))
+        fields = head.fields
+        connection = fields.get(b"connection")
+        if connection_names_only(connection, REQUEST_NOT_FORWARDED) and target.extra_dropped.isdisjoint(fields):
+            block = head.forwarded
+        else:
+            # The Connection header names more headers to drop, or the route drops some the client sent.
+            block = b"".join(
+                b"%b: %b\r\n" % header for header in end_to_end(head.headers, connection, drop=target.replaces)
+            )
+        parts = [head.method, b" ", path, b" HTTP/1.1\r\n", block]
+        for name, value in target.extra_headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (
+            b"traceparent: ",
+            trace.header(),
+            b"\r\n",
+            self._proxy.via_header,
+            b"x-mesh-hops: %d\r\n" % (hops + 1),
+        )
         if head.chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
+            parts.append(b"transfer-encoding: chunked\r\n")
         elif head.content_length is not None:
-            headers.append((b"content-length", b"%d" % head.content_length))
+            parts.append(b"content-length: %d\r\n" % head.content_length)
         if head.upgrade:
-            headers.append((b"connection", b"upgrade"))
-            upgrade = head.fields.get(b"upgrade")
+            parts.append(b"connection: upgrade\r\n")
+            upgrade = fields.get(b"upgrade")
             if upgrade is not None:
-                headers.append((b"upgrade", upgrade))
-        return serialize(head.method + b" " + target.path + b" HTTP/1.1", headers)
+                parts += (b"upgrade: ", upgrade, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
 
     async def _connect(self) -> None:
         target = self._target
@@ -573,45 +614,47 @@ class Exchange:
             conn.close()
 
     def _finish(self) -> None:
-        """Bookkeeping, once: timers, in-flight counts, metrics and the span."""
+        """Bookkeeping, once: in-flight counts, metrics and the span."""
         if self._finished:
             return
         self._finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = _NEVER
+        # The parser holds this exchange as its protocol: dropping it ends the cycle, so the exchange is
+        # freed by reference counting instead of waiting for a garbage collection.
+        self._parser = None
         if not self._running:
             return
         proxy = self._proxy
-        proxy.exchange_ended()
+        proxy.in_flight -= 1
+        if not proxy.in_flight:
+            proxy.exchange_ended()
         target = self._target
         if target is not None:
-            proxy.metrics.in_flight_gauge(proxy.direction, target.destination_service).dec()
+            if target.in_flight is not None:
+                target.in_flight.value -= 1
             if target.on_done is not None:
                 target.on_done()
         status = self._status
         if not status:
             return
         elapsed = time.perf_counter() - self._started
-        labels = self._labels or (proxy.direction, "unknown", "unknown", "unknown")
-        proxy.metrics.observe(
-            (*labels, status_class(status)),
-            seconds=elapsed,
-            request_bytes=self._request_bytes,
-            response_bytes=self._response_bytes,
-            failed=status >= 500,
+        edge = target.edge if target is not None else (proxy.direction, "unknown", "unknown", "unknown")
+        proxy.metrics.series((*edge, status_class(status))).observe(
+            elapsed, self._request_bytes, self._response_bytes, status >= 500
         )
         trace = self._trace
-        if proxy.spans is not None and trace is not None and trace.sampled:
+        spans = proxy.spans
+        if spans is not None and trace is not None and trace.sampled:
             head = self.head
-            proxy.spans.record(
+            mesh_error = self._mesh_error
+            spans.record(
                 trace,
-                method=head.method,
-                target=head.target,
-                version=head.version,
-                status=status,
-                edge=labels,
-                mesh_error=str(self._mesh_error) if self._mesh_error is not None else None,
-                start_ns=self._started_ns,
-                end_ns=self._started_ns + int(elapsed * 1e9),
+                head.method,
+                head.target,
+                head.version,
+                status,
+                edge,
+                str(mesh_error) if mesh_error is not None else None,
+                self._started_ns,
+                self._started_ns + int(elapsed * 1e9),
             )

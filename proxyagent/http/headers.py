@@ -26,7 +26,11 @@ HOP_BY_HOP = frozenset(
 FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 # A Connection header may not make us drop these: doing so would change the message's meaning.
 _PROTECTED = frozenset({b"content-length", b"host"})
-_NOT_FORWARDED = HOP_BY_HOP | FRAMING
+NOT_FORWARDED = HOP_BY_HOP | FRAMING
+# Request headers the proxy writes itself on the way up: whatever the client sent is replaced.
+PROXY_WRITTEN = frozenset({b"traceparent", b"expect", b"x-mesh-hops"})
+# What no forwarded request carries from its client, whichever way it goes.
+REQUEST_NOT_FORWARDED = NOT_FORWARDED | PROXY_WRITTEN
 
 
 def first_values(headers: Headers, names: frozenset[bytes]) -> dict[bytes, bytes]:
@@ -42,6 +46,14 @@ def first_values(headers: Headers, names: frozenset[bytes]) -> dict[bytes, bytes
     return found
 
 
+def connection_names_only(connection: bytes | None, dropped: frozenset[bytes]) -> bool:
+    """Whether a Connection header (its joined value) names nothing beyond ``dropped``: then the headers
+    filtered by ``dropped`` alone are already end to end."""
+    if connection is None:
+        return True
+    return all(token.strip().lower() in dropped or not token.strip() for token in connection.split(b","))
+
+
 def end_to_end(
     headers: Headers,
     connection: bytes | None,
@@ -55,7 +67,7 @@ def end_to_end(
     ``keep`` names hop-by-hop headers to keep (an upgrade's). Content-Length is
     removed too: callers write the framing of what they actually send.
     """
-    dropped = _NOT_FORWARDED | drop if drop else _NOT_FORWARDED
+    dropped = NOT_FORWARDED | drop if drop else NOT_FORWARDED
     if connection is not None:
         tokens = {token.strip().lower() for token in connection.split(b",")} - _PROTECTED
         tokens.discard(b"")

@@ -18,42 +18,57 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from proxyagent.http.headers import Headers
-from proxyagent.http.messages import RequestHead
+from proxyagent.http.headers import PROXY_WRITTEN, Headers
+from proxyagent.http.messages import REQUEST_FIELDS, RequestHead
 from proxyagent.http.upstream import ConnectionPool
-from proxyagent.metrics import MeshMetrics
+from proxyagent.metrics import InFlight, MeshMetrics
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
 
 if TYPE_CHECKING:
     from proxyagent.http.downstream import DownstreamConnection
 
 
-# Request headers the proxy writes itself on the way up: whatever the client sent is replaced.
-PROXY_WRITTEN = frozenset({b"traceparent", b"expect", b"x-mesh-hops"})
-
-
 @dataclass(slots=True)
 class Target:
-    """Where one request goes, and what to say about it in metrics."""
+    """Where requests go, and what to say about them in metrics.
+
+    Routers build one per destination endpoint (or caller) and hand the same
+    object to every request that goes there: nothing in it is per request.
+    """
 
     host: str
     port: int
-    path: bytes
     destination_service: str
     destination_workload: str
     source_workload: str
     timeout_s: float
+    direction: str
     extra_headers: Headers = field(default_factory=list)
     # Headers dropped from the request: PROXY_WRITTEN plus the names in extra_headers.
     replaces: frozenset[bytes] = PROXY_WRITTEN
     on_done: Callable[[], None] | None = None
+    # (direction, source workload, destination service, destination workload): the metric labels
+    # and span edge, less the status class.
+    edge: tuple[str, str, str, str] = field(init=False)
+    # The in-flight gauge of this target's (direction, destination), looked up on first use.
+    in_flight: InFlight | None = field(init=False, default=None)
+    # ``replaces`` beyond PROXY_WRITTEN: names a request's pre-serialized headers may still hold.
+    extra_dropped: frozenset[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.edge = (self.direction, self.source_workload, self.destination_service, self.destination_workload)
+        self.extra_dropped = self.replaces - PROXY_WRITTEN
+        if not self.extra_dropped <= REQUEST_FIELDS:
+            # The request path finds these in RequestHead.fields; a name outside it would slip through.
+            raise ValueError(f"replaced headers must be among REQUEST_FIELDS: {sorted(self.extra_dropped)}")
 
 
 class Router(Protocol):
     direction: str
 
-    def route(self, head: RequestHead) -> Target:
-        """Where the request goes; raises ``MeshError`` when it cannot go anywhere."""
+    def route(self, head: RequestHead) -> tuple[Target, bytes]:
+        """Where the request goes and the origin-form path to send; raises ``MeshError`` when it cannot go
+        anywhere."""
         ...
 
 
@@ -84,23 +99,24 @@ class HttpProxy:
         self.metrics = metrics
         self.settings = settings
         self.via = b"1.1 " + settings.agent_name.encode()
+        self.via_header = b"via: " + self.via + b"\r\n"
+        # Exchanges started and not finished; counted by the exchanges themselves.
         self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Set only while drain() waits, so the request path pays for no event.
+        self.drained: asyncio.Future[None] | None = None
         self.connections: set[DownstreamConnection] = set()
 
-    def exchange_started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
     def exchange_ended(self) -> None:
-        self.in_flight -= 1
-        if not self.in_flight:
-            self._idle.set()
+        """Called by an exchange after it took itself off ``in_flight`` and found it zero."""
+        drained = self.drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     async def drain(self, deadline_s: float) -> None:
         """Wait for in-flight requests to finish (up to ``deadline_s``), then close every connection."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), deadline_s)
+        if self.in_flight:
+            self.drained = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.drained), deadline_s)
         for connection in list(self.connections):
             connection.close()

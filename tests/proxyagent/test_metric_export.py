@@ -75,3 +75,32 @@ async def test_a_failed_export_keeps_the_increase_for_the_next() -> None:
     _observe(metrics, "2xx", 0.001, 2)
     assert _decode(exporter.encode_increase()[0])[("mesh.requests", "2xx")].as_int == 5
     await exporter._client.close()
+
+
+def test_the_prometheus_exposition_has_cumulative_buckets_and_in_flight_gauges() -> None:
+    metrics = MeshMetrics()
+    _observe(metrics, "2xx", 0.001, 2)  # exactly on a bound: counted in that bound's bucket
+    _observe(metrics, "2xx", 0.003, 1)
+    metrics.in_flight_gauge("outbound", "reviews.shop").value += 1
+    lines = metrics.exposition().decode().splitlines()
+
+    def sample(prefix: str) -> float:
+        (line,) = [line for line in lines if line.startswith(prefix)]
+        return float(line.rsplit(" ", 1)[1])
+
+    buckets = {
+        line.split('le="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("mesh_request_duration_seconds_bucket")
+    }
+    assert (buckets["0.0005"], buckets["0.001"], buckets["0.0025"], buckets["0.005"], buckets["+Inf"]) == (
+        0,
+        2,
+        2,
+        3,
+        3,
+    )
+    assert sample("mesh_request_duration_seconds_count") == 3
+    assert abs(sample("mesh_request_duration_seconds_sum") - 0.005) < 1e-9
+    assert sample("mesh_requests_total") == 3
+    assert sample('mesh_requests_in_flight{destination_service="reviews.shop",direction="outbound"}') == 1

@@ -121,7 +121,7 @@ def test_attributes_other_than_strings_and_integers_are_refused() -> None:
 def test_http_spans_carry_the_semantic_convention_attributes_and_the_mesh_edge() -> None:
     exporter = SpanExporter("127.0.0.1:1", {"service.name": "web"})
     spans = HttpSpans(exporter, SPAN_KIND_CLIENT)
-    trace = TraceContext("0af7651916cd43dd8448eb211c80319c", None, "b7ad6b7169203331", True)
+    trace = TraceContext(b"0af7651916cd43dd8448eb211c80319c", None, b"b7ad6b7169203331", True)
     for status, mesh_error in ((200, None), (504, "timeout")):
         spans.record(
             trace,

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -68,6 +69,25 @@ def test_a_request_crosses_both_sidecars(two_hops: TwoHops) -> None:
     assert seen["headers"]["host"] == "reviews"
     assert seen["headers"]["x-mesh-hops"] == "2"
     assert "via" in headers
+
+
+def test_headers_the_mesh_writes_are_replaced(two_hops: TwoHops) -> None:
+    status, _, body = two_hops.get("/echo", **{"x-mesh-source-workload": "forged", "x-mesh-hops": "0"})
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert seen["x-mesh-source-workload"] == "web-v1", "the caller cannot pose as another workload"
+    assert seen["x-mesh-hops"] == "2"
+
+
+def test_headers_the_connection_header_names_are_not_forwarded(two_hops: TwoHops) -> None:
+    status, _, body = two_hops.get(
+        "/echo", Connection="keep-alive, X-Secret", **{"X-Secret": "for this hop only", "X-Kept": "end to end"}
+    )
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert "x-secret" not in seen
+    assert "connection" not in seen
+    assert seen["x-kept"] == "end to end"
 
 
 def test_the_trace_id_is_kept_across_both_hops(two_hops: TwoHops) -> None:
@@ -323,6 +343,24 @@ def test_a_timeout_after_the_body_was_sent_answers_at_once(two_hops: TwoHops) ->
     conn.close()
 
 
+def test_a_slow_request_after_quick_ones_on_one_connection_still_times_out(two_hops: TwoHops) -> None:
+    # The connection's one timer was armed by the first request; later deadlines must still be kept.
+    two_hops.mesh.configure(two_hops.web, 2, destination("reviews", two_hops.reviews.ports["inbound"], timeout_ms=300))
+    conn = two_hops.client()
+    try:
+        for _ in range(3):
+            conn.request("GET", "/echo", headers={"Host": "reviews"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        conn.request("GET", "/slow?s=3", headers={"Host": "reviews"})
+        response = conn.getresponse()
+        response.read()
+        assert (response.status, response.getheader("x-mesh-error")) == (504, "timeout")
+    finally:
+        conn.close()
+
+
 def test_idle_keep_alive_connections_are_closed() -> None:
     with running_app("reviews-app") as app, mesh() as built:
         reviews = built.agent("reviews", app.port, idle_timeout_s=0.3)
@@ -335,3 +373,51 @@ def test_idle_keep_alive_connections_are_closed() -> None:
             started = time.monotonic()
             assert sock.recv(65536) == b"", "the agent closed the idle connection"
             assert time.monotonic() - started < 5
+
+
+def _get_in_thread(port: int, path: str, result: dict[str, object]) -> threading.Thread:
+    def call() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", path, headers={"Host": "reviews"})
+            response = conn.getresponse()
+            result["status"] = response.status
+            result["body"] = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            result["error"] = exc
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def _wait_for_request(app: AppServer, path: str) -> None:
+    deadline = time.monotonic() + 10
+    while not any(seen == path for _, seen, _ in app.requests):
+        assert time.monotonic() < deadline, f"the app never got {path}"
+        time.sleep(0.01)
+
+
+def test_stopping_lets_an_in_flight_request_finish() -> None:
+    with running_app("reviews-app") as app, mesh() as built:
+        reviews = built.agent("reviews", app.port, drain_timeout_s=10.0)
+        result: dict[str, object] = {}
+        thread = _get_in_thread(reviews.ports["inbound"], "/slow?s=0.5", result)
+        _wait_for_request(app, "/slow?s=0.5")
+        built.loop.run(reviews.stop())
+        thread.join(10)
+        assert result.get("status") == 200, result
+
+
+def test_stopping_cuts_requests_still_running_at_the_drain_deadline() -> None:
+    with running_app("reviews-app") as app, mesh() as built:
+        reviews = built.agent("reviews", app.port, drain_timeout_s=0.2)
+        result: dict[str, object] = {}
+        thread = _get_in_thread(reviews.ports["inbound"], "/slow?s=5", result)
+        _wait_for_request(app, "/slow?s=5")
+        built.loop.run(reviews.stop())
+        thread.join(10)
+        assert "status" not in result, "the request was cut, not answered"
+        assert "error" in result, "the connection was closed"
