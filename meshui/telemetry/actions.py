@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
-from meshui.telemetry.models import EdgeBucket, Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry.models import LATENCY_COLUMNS, EdgeBucket, Span, SpanStatus, TraceNamespace, TraceSummary
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 
 _SUMMARY_FIELDS = [
@@ -127,25 +127,24 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
             bucket = existing.get(key)
             if bucket is None:
                 start, reporter, namespace, source_service, source, destination, workload, status_class = key
-                created.append(
-                    EdgeBucket(
-                        start=start,
-                        resolution_s=resolution_s,
-                        reporter=reporter,
-                        namespace=namespace,
-                        source_service=source_service,
-                        source_workload=source,
-                        destination_service=destination,
-                        destination_workload=workload,
-                        status_class=status_class,
-                        requests=increment.requests,
-                        errors=increment.errors,
-                        request_bytes=increment.request_bytes,
-                        response_bytes=increment.response_bytes,
-                        latency_sum_s=increment.latency_sum_s,
-                        latency_counts=increment.latency_counts,
-                    )
+                bucket = EdgeBucket(
+                    start=start,
+                    resolution_s=resolution_s,
+                    reporter=reporter,
+                    namespace=namespace,
+                    source_service=source_service,
+                    source_workload=source,
+                    destination_service=destination,
+                    destination_workload=workload,
+                    status_class=status_class,
+                    requests=increment.requests,
+                    errors=increment.errors,
+                    request_bytes=increment.request_bytes,
+                    response_bytes=increment.response_bytes,
+                    latency_sum_s=increment.latency_sum_s,
                 )
+                bucket.latency_counts = increment.latency_counts
+                created.append(bucket)
                 continue
             bucket.requests += increment.requests
             bucket.errors += increment.errors
@@ -161,7 +160,7 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
     return len(created) + len(updated)
 
 
-_COUNTER_FIELDS = ["requests", "errors", "request_bytes", "response_bytes", "latency_sum_s", "latency_counts"]
+_COUNTER_FIELDS = ["requests", "errors", "request_bytes", "response_bytes", "latency_sum_s", *LATENCY_COLUMNS]
 
 
 def _bucket_key(bucket: EdgeBucket) -> EdgeKey:

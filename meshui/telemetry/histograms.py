@@ -30,3 +30,29 @@ def percentile(counts: Sequence[int], q: float, bounds: Sequence[float] = LATENC
             return lower + (bounds[i] - lower) * (rank - seen) / count
         seen += count
     return bounds[-1]
+
+
+def percentiles(
+    counts: Sequence[int], quantiles: Sequence[float], bounds: Sequence[float] = LATENCY_BOUNDS_S
+) -> list[float | None]:
+    """``percentile`` of each of ``quantiles`` (ascending), in one pass over the buckets."""
+    total = sum(counts)
+    if total <= 0:
+        return [None] * len(quantiles)
+    found: list[float | None] = []
+    wanted = iter(quantiles)
+    q = next(wanted, None)
+    seen = 0
+    for i, count in enumerate(counts):
+        while q is not None and count and seen + count >= q * total:
+            if i >= len(bounds):
+                found.append(bounds[-1])
+            else:
+                lower = bounds[i - 1] if i else 0.0
+                found.append(lower + (bounds[i] - lower) * (q * total - seen) / count)
+            q = next(wanted, None)
+        if q is None:
+            return found
+        seen += count
+    found += [bounds[-1]] * (len(quantiles) - len(found))
+    return found

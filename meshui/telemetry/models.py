@@ -128,7 +128,24 @@ class EdgeBucket(models.Model):
     request_bytes = models.BigIntegerField(default=0)
     response_bytes = models.BigIntegerField(default=0)
     latency_sum_s = models.FloatField(default=0.0)
-    latency_counts = models.JSONField(default=list, help_text="Counts per LATENCY_BOUNDS_S bucket, plus +Inf.")
+    # One column per latency bucket (LATENCY_BOUNDS_S, then +Inf), not a JSON list, so that the database
+    # adds histograms up itself: the graph of a whole mesh is one GROUP BY.
+    latency_00 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.0005 s.")
+    latency_01 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.001 s.")
+    latency_02 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.0025 s.")
+    latency_03 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.005 s.")
+    latency_04 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.01 s.")
+    latency_05 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.025 s.")
+    latency_06 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.05 s.")
+    latency_07 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.1 s.")
+    latency_08 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.25 s.")
+    latency_09 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 0.5 s.")
+    latency_10 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 1 s.")
+    latency_11 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 2.5 s.")
+    latency_12 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 5 s.")
+    latency_13 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 10 s.")
+    latency_14 = models.BigIntegerField(default=0, help_text="Requests in the bucket up to 30 s.")
+    latency_15 = models.BigIntegerField(default=0, help_text="Requests slower than the last bound.")
 
     class Meta:
         constraints = [
@@ -154,3 +171,18 @@ class EdgeBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.start:%H:%M:%S}/{self.resolution_s}s {self.source_workload} → {self.destination_service}"
+
+    @property
+    def latency_counts(self) -> list[int]:
+        """Counts per LATENCY_BOUNDS_S bucket, plus +Inf."""
+        return [getattr(self, column) for column in LATENCY_COLUMNS]
+
+    @latency_counts.setter
+    def latency_counts(self, counts: list[int]) -> None:
+        if len(counts) != len(LATENCY_COLUMNS):
+            raise ValueError(f"{len(LATENCY_COLUMNS)} latency counts expected, got {len(counts)}")
+        for column, count in zip(LATENCY_COLUMNS, counts, strict=True):
+            setattr(self, column, count)
+
+
+LATENCY_COLUMNS = tuple(f"latency_{i:02d}" for i in range(len(LATENCY_BOUNDS_S) + 1))

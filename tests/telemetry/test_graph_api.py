@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +13,15 @@ from rest_framework.test import APIClient
 
 from meshui.catalog.models import Namespace
 from meshui.telemetry.actions import do_add_edge_increments
-from meshui.telemetry.histograms import percentile
+from meshui.telemetry.histograms import percentile, percentiles
 from meshui.telemetry.models import LATENCY_BOUNDS_S
 from meshui.telemetry.otlp_metrics import EdgeIncrement
+from meshui.telemetry.serializers import (
+    GraphEdgeSerializer,
+    GraphNodeSerializer,
+    GraphSerializer,
+    GraphWindowSerializer,
+)
 
 AT = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 ClientFor = Callable[[User], APIClient]
@@ -94,6 +101,16 @@ def test_edges_carry_rates_errors_and_histogram_percentiles(mesh_traffic: None, 
 
 
 @pytest.mark.django_db
+def test_the_graph_has_exactly_the_documented_fields(mesh_traffic: None, admin_client: APIClient) -> None:
+    graph = _graph(admin_client, "window=5m")
+    assert set(graph) == set(GraphSerializer().fields)
+    assert set(graph["window"]) == set(GraphWindowSerializer().fields)
+    assert {frozenset(node) for node in graph["nodes"]} == {frozenset(GraphNodeSerializer().fields)}
+    assert {frozenset(edge) for edge in graph["edges"]} == {frozenset(GraphEdgeSerializer().fields)}
+    assert graph["window"]["end"] == AT.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.django_db
 def test_a_past_window_replays_the_graph_then(mesh_traffic: None, admin_client: APIClient) -> None:
     past = AT - dt.timedelta(minutes=59)
     response = admin_client.get(f"/api/v1/graph/?window=2m&at={past.isoformat().replace('+00:00', 'Z')}")
@@ -136,3 +153,12 @@ def test_bad_graph_parameters_are_field_level_400s(admin_client: APIClient, quer
 def test_percentiles_of_an_empty_histogram_and_of_the_unbounded_bucket() -> None:
     assert percentile([0] * (len(LATENCY_BOUNDS_S) + 1), 0.5) is None
     assert percentile([0] * len(LATENCY_BOUNDS_S) + [3], 0.99) == LATENCY_BOUNDS_S[-1]
+
+
+def test_percentiles_in_one_pass_equal_each_percentile_alone() -> None:
+    rng = random.Random(3)  # noqa: S311 - test data, not secrets
+    quantiles = (0.5, 0.95, 0.99)
+    histograms = [[0] * (len(LATENCY_BOUNDS_S) + 1), [0] * len(LATENCY_BOUNDS_S) + [5], [7] + [0] * 15]
+    histograms += [[rng.choice((0, 0, 1, 3, 40)) for _ in range(len(LATENCY_BOUNDS_S) + 1)] for _ in range(200)]
+    for counts in histograms:
+        assert percentiles(counts, quantiles) == [percentile(counts, q) for q in quantiles], counts
