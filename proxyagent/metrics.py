@@ -126,7 +126,7 @@ class _SeriesCollector(Collector):
         )
         request_bytes = CounterMetricFamily("mesh_request_bytes", "Request body bytes.", labels=LABELS)
         response_bytes = CounterMetricFamily("mesh_response_bytes", "Response body bytes.", labels=LABELS)
-        # A copy: the event loop may add a series while a collection (in another thread) iterates.
+        # Copies: a collection may run outside the event loop thread (a test, a thread-based exporter).
         for labels, series in list(self._edges.items()):
             values = list(labels)
             requests.add_metric(values, series.requests)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from rest_framework.exceptions import ValidationError
@@ -49,7 +50,8 @@ class TraceFilter(filters.FilterSet):
             tags = parse_tags(self.data.getlist("tags") if hasattr(self.data, "getlist") else [])
         except ValueError as exc:
             raise ValidationError({"tags": [str(exc)]}) from None
-        condition = span_match(data.get("service"), data.get("operation"), tags)
+        containment = connections[queryset.db].vendor == "postgresql"
+        condition = span_match(data.get("service"), data.get("operation"), tags, containment=containment)
         if condition is not None:
             queryset = queryset.filter(trace_id__in=Span.objects.filter(condition).values("trace_id"))
         return queryset

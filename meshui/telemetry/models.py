@@ -52,6 +52,9 @@ class Span(models.Model):
             models.Index(fields=["start"], name="span_start"),
             models.Index(fields=["service", "start"], name="span_service_start"),
             models.Index(fields=["source_workload", "destination_service", "start"], name="span_edge_start"),
+            # Trace search by service reads trace ids only. (On PostgreSQL a GIN index on attributes,
+            # made by migration 0003, serves tag search.)
+            models.Index(fields=["service", "trace_id"], name="span_service_trace"),
         ]
 
     def __str__(self) -> str:

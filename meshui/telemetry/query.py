@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django import forms
@@ -65,8 +67,15 @@ def parse_tags(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def span_match(service: str | None, operation: str | None, tags: list[tuple[str, str]]) -> Q | None:
-    """Conditions one span of a trace must meet together (Jaeger's semantics)."""
+def span_match(
+    service: str | None, operation: str | None, tags: list[tuple[str, str]], *, containment: bool = False
+) -> Q | None:
+    """Conditions one span of a trace must meet together (Jaeger's semantics).
+
+    With ``containment`` (PostgreSQL) a tag is matched as ``attributes @> {key: value}``, which the GIN
+    index on attributes answers; it also finds the value inside an array attribute. Elsewhere the key's
+    value is compared.
+    """
     condition = Q()
     if service:
         condition &= Q(service=service)
@@ -74,10 +83,14 @@ def span_match(service: str | None, operation: str | None, tags: list[tuple[str,
         condition &= Q(operation=operation)
     for key, value in tags:
         # Attribute values keep their JSON type: "200" finds a status code stored as the number 200.
-        same = Q(**{f"attributes__{key}": value})
+        candidates: list[str | int | bool] = [value]
         if re.fullmatch(r"-?\d{1,18}", value):
-            same |= Q(**{f"attributes__{key}": int(value)})
+            candidates.append(int(value))
         elif value in ("true", "false"):
-            same |= Q(**{f"attributes__{key}": value == "true"})
-        condition &= same
+            candidates.append(value == "true")
+        matches = (
+            Q(attributes__contains={key: candidate}) if containment else Q(**{f"attributes__{key}": candidate})
+            for candidate in candidates
+        )
+        condition &= reduce(or_, matches)
     return condition if condition else None

@@ -58,7 +58,15 @@ def traces(alpha: Namespace, beta: Namespace) -> None:
             _span(2, 1, start_ms=1000, end_ms=1040, error=True, attributes={"http.response.status_code": 503}),
             _span(2, 2, parent=1, service="reviews", start_ms=1005, end_ms=1035, error=True),
             # 3: beta only, 5 ms, latest
-            _span(3, 1, service="billing", namespace="beta", start_ms=2000, end_ms=2005),
+            _span(
+                3,
+                1,
+                service="billing",
+                namespace="beta",
+                start_ms=2000,
+                end_ms=2005,
+                attributes={"messaging.system": "kafka", "retry": True},
+            ),
             # 4: crosses alpha → beta
             _span(4, 1, start_ms=3000, end_ms=3300),
             _span(4, 2, parent=1, service="billing", namespace="beta", start_ms=3010, end_ms=3290),
@@ -91,6 +99,10 @@ def test_the_newest_traces_come_first_with_their_summaries(traces: None, admin_c
         ("service=catalog&operation=GET%20/", []),  # service and operation must match one span
         ("tags=http.response.status_code=503", [2]),
         ("tags=http.response.status_code=200&service=web", [1]),
+        ("tags=messaging.system=kafka", [3]),
+        ("tags=retry=true", [3]),
+        ("tags=retry=false", []),
+        ("tags=messaging.system=kafka,retry=true", [3]),
         ("errors=true", [2]),
         ("errors=false", [4, 3, 1]),
         ("min_duration=50ms", [4, 1]),
