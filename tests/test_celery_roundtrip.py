@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,8 +36,15 @@ def test_tasks_run_with_the_mesh_base_class(worker: Any, caplog: pytest.LogCaptu
     assert ping.max_retries == 5
     with caplog.at_level(logging.INFO, logger="meshui.tasks"):
         ping.delay("logged").get(timeout=20)
-    messages = [record.getMessage() for record in caplog.records if record.name == "meshui.tasks"]
-    assert any("meshui.health.ping" in m and "succeeded in" in m for m in messages), messages
+        # Celery stores the result before it runs the task's success handler, which logs: the result can be
+        # back before the line is written, so wait for the line (with a deadline), not just for the result.
+        deadline = time.monotonic() + 20
+        while True:
+            messages = [record.getMessage() for record in caplog.records if record.name == "meshui.tasks"]
+            if any("meshui.health.ping" in m and "succeeded in" in m for m in messages):
+                break
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.01)
 
 
 def test_time_limits_come_from_settings() -> None:
