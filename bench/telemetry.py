@@ -134,16 +134,17 @@ def generate_mesh(services: int, edges: int, buckets: int, at: dt.datetime) -> N
             row.latency_counts = counts
             rows.append(row)
     EdgeBucket.objects.bulk_create(rows, batch_size=5000)
-    _analyze(EdgeBucket._meta.db_table)
+    _settle(EdgeBucket._meta.db_table)
 
 
-def _analyze(table: str) -> None:
-    """Fresh planner statistics, as autovacuum keeps them on a live database after a bulk load."""
+def _settle(table: str) -> None:
+    """Vacuum and analyze a bulk-loaded table, as autovacuum has long done on a store that has been running:
+    measurements then neither plan on missing statistics nor compete with an autovacuum of the load."""
     from django.db import connection
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(table)}")
 
 
 def time_requests(client: Any, path: str, repeat: int) -> list[float]:
@@ -160,7 +161,6 @@ def time_requests(client: Any, path: str, repeat: int) -> list[float]:
 
 
 def generate_traces(spans: int, services: int, at: dt.datetime) -> None:
-    from django.db import connection
 
     from meshui.telemetry.models import Span, TraceNamespace, TraceSummary
 
@@ -208,9 +208,8 @@ def generate_traces(spans: int, services: int, at: dt.datetime) -> None:
     Span.objects.bulk_create(batch, batch_size=5000)
     TraceSummary.objects.bulk_create(summaries, batch_size=5000)
     TraceNamespace.objects.bulk_create(memberships, batch_size=5000)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    for model in (Span, TraceSummary, TraceNamespace):
+        _settle(model._meta.db_table)
 
 
 SEARCHES = [

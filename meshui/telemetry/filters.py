@@ -53,5 +53,23 @@ class TraceFilter(filters.FilterSet):
         containment = connections[queryset.db].vendor == "postgresql"
         condition = span_match(data.get("service"), data.get("operation"), tags, containment=containment)
         if condition is not None:
-            queryset = queryset.filter(trace_id__in=Span.objects.filter(condition).values("trace_id"))
+            queryset = queryset.filter(trace_id__in=_matching_traces(Span.objects.filter(condition)))
         return queryset
+
+
+# Up to this many matching spans, their trace ids are read first and the summaries looked up by id.
+_CANDIDATE_SPANS = 10_000
+
+
+def _matching_traces(spans: QuerySet[Span]) -> list[str] | QuerySet[Span, Any]:
+    """The traces of ``spans``: a list of ids when few spans match, else a subquery.
+
+    As a subquery under ``ORDER BY start DESC LIMIT n`` the database walks the newest traces and probes
+    each for a matching span, betting that matches are spread evenly. When the newest traces hold none
+    (a rare service, a rare tag) that walk reads the whole store; reading the few matching spans through
+    their index first does not depend on where they are.
+    """
+    ids = list(spans.values_list("trace_id", flat=True)[: _CANDIDATE_SPANS + 1])
+    if len(ids) <= _CANDIDATE_SPANS:
+        return sorted(set(ids))
+    return spans.values("trace_id")

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from meshui.catalog.models import Namespace
+from meshui.telemetry import filters
 from meshui.telemetry.actions import do_store_spans
 from meshui.telemetry.models import Span, SpanStatus
 
@@ -113,7 +114,17 @@ def test_the_newest_traces_come_first_with_their_summaries(traces: None, admin_c
         ("sort=-span_count", [1, 2, 4, 3]),
     ],
 )
-def test_filters_apply_to_whole_traces(traces: None, admin_client: APIClient, query: str, expected: list[int]) -> None:
+@pytest.mark.parametrize("candidate_spans", [10_000, 1], ids=["ids-first", "subquery"])
+def test_filters_apply_to_whole_traces(
+    traces: None,
+    admin_client: APIClient,
+    query: str,
+    expected: list[int],
+    candidate_spans: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both ways of finding the traces of matching spans: their ids first, or a subquery when many match.
+    monkeypatch.setattr(filters, "_CANDIDATE_SPANS", candidate_spans)
     assert _ids(admin_client.get(f"/api/v1/traces/?{query}")) == expected
 
 
