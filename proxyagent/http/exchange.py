@@ -359,8 +359,8 @@ class Exchange:
             # An interim response (100 Continue, 103 Early Hints): skip it and its end.
             self._interim = True
             return
-        # One pass indexes the framing headers and serializes the end-to-end ones (first_values plus
-        # end_to_end, fused: this runs once per response).
+        # One pass indexes the framing headers and serializes the end-to-end ones: this runs once per
+        # response.
         fields: dict[bytes, bytes] = {}
         parts: list[bytes] = []
         for name, value in self._r_headers:

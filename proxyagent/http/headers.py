@@ -33,19 +33,6 @@ PROXY_WRITTEN = frozenset({b"traceparent", b"expect", b"x-mesh-hops"})
 REQUEST_NOT_FORWARDED = NOT_FORWARDED | PROXY_WRITTEN
 
 
-def first_values(headers: Headers, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """The first value of each header in ``names`` (lowercase), in one pass; Connection headers are joined."""
-    found: dict[bytes, bytes] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower in names:
-            if lower not in found:
-                found[lower] = value
-            elif lower == b"connection":
-                found[lower] += b"," + value
-    return found
-
-
 def connection_names_only(connection: bytes | None, dropped: frozenset[bytes]) -> bool:
     """Whether a Connection header (its joined value) names nothing beyond ``dropped``: then the headers
     filtered by ``dropped`` alone are already end to end."""

@@ -66,7 +66,7 @@ RESPONSE_FIELDS = frozenset({b"connection", b"content-length", b"transfer-encodi
 
 def request_head(parser: httptools.HttpRequestParser, target: bytes, headers: Headers) -> RequestHead:
     """The head the parser has just completed; raises ``MeshError`` for framing we refuse."""
-    # One pass does what first_values and end_to_end would do in two: this runs once per request.
+    # One pass indexes the fields and serializes what end_to_end would keep: this runs once per request.
     fields: dict[bytes, bytes] = {}
     parts: list[bytes] = []
     for name, value in headers:
