@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from proxyagent.balancer import Balancer
@@ -33,8 +34,19 @@ def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
     return host, target
 
 
-# Targets are cached per endpoint (outbound) or caller (inbound); beyond this many the cache starts over.
-_MAX_CACHED_TARGETS = 4096
+# Targets are cached per endpoint (outbound) or caller (inbound); beyond this many a cache starts over.
+_MAX_CACHED = 4096
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Put ``value`` in a bounded cache: hosts and callers come from requests, so their number is not ours."""
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 class OutboundRouter:
@@ -66,9 +78,7 @@ class OutboundRouter:
         if destination is None:
             destination = table.lookup(host.decode("latin-1"), own_namespace=self._identity.namespace)
             if destination is not None:
-                if len(self._destinations) >= _MAX_CACHED_TARGETS:
-                    self._destinations.clear()
-                self._destinations[host] = destination
+                _remember(self._destinations, host, destination)
         if destination is None:
             raise MeshError(MeshErrorCode.NO_ROUTE, f"no service named {host.decode('latin-1')!r} in the mesh")
         endpoint = self._balancer.pick(destination)
@@ -76,12 +86,7 @@ class OutboundRouter:
             raise MeshError(MeshErrorCode.NO_HEALTHY_UPSTREAM, f"{destination.key} has no healthy instance")
         self._balancer.started(endpoint)
         key = (destination.key, endpoint)
-        target = self._targets.get(key)
-        if target is None:
-            target = self._target(destination, endpoint)
-            if len(self._targets) >= _MAX_CACHED_TARGETS:
-                self._targets.clear()
-            self._targets[key] = target
+        target = self._targets.get(key) or _remember(self._targets, key, self._target(destination, endpoint))
         return target, path
 
     def _target(self, destination: Destination, endpoint: Endpoint) -> Target:
@@ -119,18 +124,19 @@ class InboundRouter:
         source = head.fields.get(SOURCE_WORKLOAD_HEADER)
         target = self._targets.get(source)
         if target is None:
-            target = Target(
-                host=self._app_host,
-                port=self._app_port,
-                destination_service=self._service,
-                destination_workload=self._identity.workload,
-                source_workload=source.decode("latin-1") if source else "unknown",
-                timeout_s=self._timeout_s,
-                direction=self.direction,
+            target = _remember(
+                self._targets,
+                source,
+                Target(
+                    host=self._app_host,
+                    port=self._app_port,
+                    destination_service=self._service,
+                    destination_workload=self._identity.workload,
+                    source_workload=source.decode("latin-1") if source else "unknown",
+                    timeout_s=self._timeout_s,
+                    direction=self.direction,
+                ),
             )
-            if len(self._targets) >= _MAX_CACHED_TARGETS:
-                self._targets.clear()
-            self._targets[source] = target
         path = head.target
         if path[:4] == b"http":
             path = _split_target(head)[1]

@@ -10,7 +10,7 @@ from typing import cast
 
 import httptools
 
-from proxyagent.http.exchange import PAUSE_BUFFERED, PAUSE_QUEUED, PAUSE_TUNNEL, PAUSE_UPSTREAM, Exchange
+from proxyagent.http.exchange import NEVER, PAUSE_BUFFERED, PAUSE_QUEUED, PAUSE_TUNNEL, PAUSE_UPSTREAM, Exchange
 from proxyagent.http.headers import Headers
 from proxyagent.http.messages import request_head
 from proxyagent.http.proxy import HttpProxy
@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 # Reading stays paused for good once a broken request waits to be refused.
 _PAUSE_REFUSED = 16
-_NEVER = float("inf")
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -53,7 +52,7 @@ class DownstreamConnection(asyncio.Protocol):
         # moved earlier only when a deadline needs it and otherwise re-armed when it fires, so a busy
         # keep-alive connection creates about one timer per timeout rather than one per request.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = _NEVER
+        self._timer_at = NEVER
 
     # asyncio.Protocol
 
@@ -265,7 +264,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._timer_at = _NEVER
+        self._timer_at = NEVER
         if self.closed:
             return
         now = self.loop.time()

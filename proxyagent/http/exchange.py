@@ -22,6 +22,8 @@ from proxyagent.http.headers import (
     Headers,
     connection_names_only,
     end_to_end,
+    header_lines,
+    index_and_serialize,
     serialize,
 )
 from proxyagent.http.messages import RESPONSE_FIELDS, RequestHead, framing
@@ -51,7 +53,8 @@ PAUSE_BUFFERED = 4  # body bytes wait for an upstream connection
 PAUSE_TUNNEL = 8  # bytes after an upgrade request wait for the upstream's 101
 
 
-_NEVER = float("inf")
+# A deadline that never comes (an exchange with no timer due).
+NEVER = float("inf")
 
 
 def _chunk(data: bytes) -> bytes:
@@ -125,7 +128,7 @@ class Exchange:
         self._finished = False
         self._running = False
         # When the client connection's timer should call check_deadline (loop time).
-        self.deadline = _NEVER
+        self.deadline = NEVER
         self._connecting: asyncio.Task[None] | None = None
         self._upstream_head = b""
         self._retried = False
@@ -359,20 +362,7 @@ class Exchange:
             # An interim response (100 Continue, 103 Early Hints): skip it and its end.
             self._interim = True
             return
-        # One pass indexes the framing headers and serializes the end-to-end ones: this runs once per
-        # response.
-        fields: dict[bytes, bytes] = {}
-        parts: list[bytes] = []
-        for name, value in self._r_headers:
-            lower = name.lower()
-            if lower in NOT_FORWARDED:
-                if lower in RESPONSE_FIELDS:
-                    if lower not in fields:
-                        fields[lower] = value
-                    elif lower == b"connection":
-                        fields[lower] += b"," + value
-                continue
-            parts += (name, b": ", value, b"\r\n")
+        fields, parts = index_and_serialize(self._r_headers, RESPONSE_FIELDS, NOT_FORWARDED)
         try:
             chunked, length = framing(fields)
         except MeshError as exc:
@@ -401,7 +391,7 @@ class Exchange:
             and (not has_body or rechunk or length is not None)
         )
         if not connection_names_only(connection, NOT_FORWARDED):
-            parts = [b"%b: %b\r\n" % header for header in end_to_end(self._r_headers, connection)]
+            parts = header_lines(end_to_end(self._r_headers, connection))
         version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
         parts.insert(0, b"%b %d %b\r\n" % (version, status, self._r_reason))
         parts.append(self._proxy.via_header)
@@ -508,7 +498,7 @@ class Exchange:
 
     def _start_tunnel(self, leftover: bytes) -> None:
         self._tunnel = True
-        self.deadline = _NEVER
+        self.deadline = NEVER
         if leftover:
             self._client.write(leftover)
         conn = self._conn
@@ -544,9 +534,7 @@ class Exchange:
             block = head.forwarded
         else:
             # The Connection header names more headers to drop, or the route drops some the client sent.
-            block = b"".join(
-                b"%b: %b\r\n" % header for header in end_to_end(head.headers, connection, drop=target.replaces)
-            )
+            block = b"".join(header_lines(end_to_end(head.headers, connection, drop=target.replaces)))
         parts = [head.method, b" ", path, b" HTTP/1.1\r\n", block]
         for name, value in target.extra_headers:
             parts += (name, b": ", value, b"\r\n")
@@ -618,7 +606,7 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
-        self.deadline = _NEVER
+        self.deadline = NEVER
         # The parser holds this exchange as its protocol: dropping it ends the cycle, so the exchange is
         # freed by reference counting instead of waiting for a garbage collection.
         self._parser = None

@@ -33,6 +33,30 @@ PROXY_WRITTEN = frozenset({b"traceparent", b"expect", b"x-mesh-hops"})
 REQUEST_NOT_FORWARDED = NOT_FORWARDED | PROXY_WRITTEN
 
 
+def index_and_serialize(
+    headers: Headers, indexed: frozenset[bytes], dropped: frozenset[bytes]
+) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """One pass over a head: the first value of each header in ``indexed`` (by lowercase name; Connection
+    headers joined), and the others than ``dropped`` serialized as ``name: value\r\n`` pieces."""
+    fields: dict[bytes, bytes] = {}
+    parts: list[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in indexed:
+            if lower not in fields:
+                fields[lower] = value
+            elif lower == b"connection":
+                fields[lower] += b"," + value
+        if lower not in dropped:
+            parts += (name, b": ", value, b"\r\n")
+    return fields, parts
+
+
+def header_lines(headers: Headers) -> list[bytes]:
+    """Each header as one ``name: value\r\n`` line."""
+    return [b"%b: %b\r\n" % header for header in headers]
+
+
 def connection_names_only(connection: bytes | None, dropped: frozenset[bytes]) -> bool:
     """Whether a Connection header (its joined value) names nothing beyond ``dropped``: then the headers
     filtered by ``dropped`` alone are already end to end."""

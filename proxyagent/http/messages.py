@@ -14,7 +14,7 @@ from enum import Enum, auto
 
 import httptools
 
-from proxyagent.http.headers import REQUEST_NOT_FORWARDED, Headers
+from proxyagent.http.headers import REQUEST_NOT_FORWARDED, Headers, index_and_serialize
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 
 READ_SIZE = 65536
@@ -66,18 +66,7 @@ RESPONSE_FIELDS = frozenset({b"connection", b"content-length", b"transfer-encodi
 
 def request_head(parser: httptools.HttpRequestParser, target: bytes, headers: Headers) -> RequestHead:
     """The head the parser has just completed; raises ``MeshError`` for framing we refuse."""
-    # One pass indexes the fields and serializes what end_to_end would keep: this runs once per request.
-    fields: dict[bytes, bytes] = {}
-    parts: list[bytes] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in REQUEST_FIELDS:
-            if lower not in fields:
-                fields[lower] = value
-            elif lower == b"connection":
-                fields[lower] += b"," + value
-        if lower not in REQUEST_NOT_FORWARDED:
-            parts += (name, b": ", value, b"\r\n")
+    fields, parts = index_and_serialize(headers, REQUEST_FIELDS, REQUEST_NOT_FORWARDED)
     chunked, length = framing(fields)
     return RequestHead(
         method=parser.get_method(),

@@ -117,6 +117,6 @@ class HttpProxy:
         if self.in_flight:
             self.drained = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.drained), deadline_s)
+                await asyncio.wait_for(self.drained, deadline_s)
         for connection in list(self.connections):
             connection.close()
