@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -28,10 +29,14 @@ class Totals:
     latency_counts: list[int] = field(default_factory=lambda: list(ZERO_COUNTS))
 
     def add(self, bucket: EdgeBucket) -> None:
-        self.requests += bucket.requests
-        self.errors += bucket.errors
-        self.bytes += bucket.request_bytes + bucket.response_bytes
-        self.latency_counts = add(self.latency_counts, bucket.latency_counts)
+        self.add_sums(
+            {
+                "requests": bucket.requests,
+                "errors": bucket.errors,
+                "bytes": bucket.request_bytes + bucket.response_bytes,
+                "latency_counts": bucket.latency_counts,
+            }
+        )
 
     def add_sums(self, row: dict[str, Any]) -> None:
         """Add one row of ``summed_rows`` (the database's sums over a group of buckets)."""
@@ -89,22 +94,6 @@ def _node_ids(row: dict[str, Any], group: str) -> tuple[str, str]:
     return source, row["destination_service"]
 
 
-def summed(buckets: QuerySet[EdgeBucket], *fields: str) -> QuerySet[EdgeBucket, dict[str, Any]]:
-    """Buckets added up by the database per distinct ``fields``: requests, errors, bytes and every latency
-    bucket, one row per group."""
-    return cast(
-        "QuerySet[EdgeBucket, dict[str, Any]]",
-        buckets.order_by()
-        .values(*fields)
-        .annotate(
-            requests=_total("requests"),
-            errors=_total("errors"),
-            bytes=_total(F("request_bytes") + F("response_bytes")),
-            **{column: _total(column) for column in LATENCY_COLUMNS},
-        ),
-    )
-
-
 def _total(expression: str | F | CombinedExpression) -> Cast:
     # PostgreSQL's SUM of a bigint is a numeric; cast back, so rows come out as plain ints.
     return Cast(Sum(expression), BigIntegerField())
@@ -116,24 +105,38 @@ _GRAPH_WORK_MEM = "64MB"
 
 
 def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, Any]]:
-    """``summed`` as plain dicts, read straight from the cursor: thousands of rows of nineteen sums each
-    would otherwise spend longer in per-value converters than in the database."""
-    query = summed(buckets, *fields)
+    """Buckets added up by the database per distinct ``fields``: requests, errors, bytes and the latency
+    counts, one dict per group.
+
+    Read straight from the cursor: thousands of rows of nineteen sums each would otherwise spend longer
+    in per-value converters than in the database.
+    """
+    query = (
+        buckets.order_by()
+        .values(*fields)
+        .annotate(
+            requests=_total("requests"),
+            errors=_total("errors"),
+            bytes=_total(F("request_bytes") + F("response_bytes")),
+            **{column: _total(column) for column in LATENCY_COLUMNS},
+        )
+    )
     sql, params = query.query.sql_with_params()
     names = [*fields, "requests", "errors", "bytes"]
     latency_from = len(names)
     connection = connections[query.db]
-    with transaction.atomic(using=query.db), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    postgresql = connection.vendor == "postgresql"
+    # Only PostgreSQL needs a transaction here (for SET LOCAL); on SQLite one would be BEGIN IMMEDIATE,
+    # taking the write lock for a read.
+    with transaction.atomic(using=query.db) if postgresql else nullcontext(), connection.cursor() as cursor:
+        if postgresql:
             cursor.execute("SET LOCAL work_mem = %s", [_GRAPH_WORK_MEM])
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    summed_rows = []
-    for row in rows:
-        values = dict(zip(names, row[:latency_from], strict=True))
-        values["latency_counts"] = list(row[latency_from:])
-        summed_rows.append(values)
-    return summed_rows
+    return [
+        {**dict(zip(names, row[:latency_from], strict=True)), "latency_counts": list(row[latency_from:])}
+        for row in rows
+    ]
 
 
 def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> dict[str, Any]:

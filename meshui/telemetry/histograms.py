@@ -12,30 +12,19 @@ def add(a: Sequence[int], b: Sequence[int]) -> list[int]:
 
 
 def percentile(counts: Sequence[int], q: float, bounds: Sequence[float] = LATENCY_BOUNDS_S) -> float | None:
-    """The ``q`` quantile (0 < q <= 1) in seconds, interpolated linearly inside its bucket.
-
-    The first bucket starts at 0; a quantile that falls in the unbounded last
-    bucket is reported as the last finite bound (a floor, as Prometheus does).
-    """
-    total = sum(counts)
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, count in enumerate(counts):
-        if count and seen + count >= rank:
-            if i >= len(bounds):
-                return bounds[-1]
-            lower = bounds[i - 1] if i else 0.0
-            return lower + (bounds[i] - lower) * (rank - seen) / count
-        seen += count
-    return bounds[-1]
+    """The ``q`` quantile (0 < q <= 1) in seconds; see ``percentiles``."""
+    return percentiles(counts, (q,), bounds)[0]
 
 
 def percentiles(
     counts: Sequence[int], quantiles: Sequence[float], bounds: Sequence[float] = LATENCY_BOUNDS_S
 ) -> list[float | None]:
-    """``percentile`` of each of ``quantiles`` (ascending), in one pass over the buckets."""
+    """Each of ``quantiles`` (ascending, 0 < q <= 1) in seconds, in one pass over the buckets, interpolated
+    linearly inside the bucket holding its rank.
+
+    The first bucket starts at 0; a quantile that falls in the unbounded last
+    bucket is reported as the last finite bound (a floor, as Prometheus does).
+    """
     total = sum(counts)
     if total <= 0:
         return [None] * len(quantiles)
