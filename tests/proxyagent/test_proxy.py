@@ -375,49 +375,41 @@ def test_idle_keep_alive_connections_are_closed() -> None:
             assert time.monotonic() - started < 5
 
 
-def _get_in_thread(port: int, path: str, result: dict[str, object]) -> threading.Thread:
-    def call() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            conn.request("GET", path, headers={"Host": "reviews"})
-            response = conn.getresponse()
-            result["status"] = response.status
-            result["body"] = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            result["error"] = exc
-        finally:
-            conn.close()
+def _stop_during(path: str, drain_timeout_s: float) -> dict[str, object]:
+    """Stop an agent while a GET of ``path`` through it is at the app; what the client got."""
+    result: dict[str, object] = {}
+    with running_app("reviews-app") as app, mesh() as built:
+        reviews = built.agent("reviews", app.port, drain_timeout_s=drain_timeout_s)
 
-    thread = threading.Thread(target=call)
-    thread.start()
-    return thread
+        def call() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", reviews.ports["inbound"], timeout=30)
+            try:
+                conn.request("GET", path, headers={"Host": "reviews"})
+                response = conn.getresponse()
+                result["status"] = response.status
+                result["body"] = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                result["error"] = exc
+            finally:
+                conn.close()
 
-
-def _wait_for_request(app: AppServer, path: str) -> None:
-    deadline = time.monotonic() + 10
-    while not any(seen == path for _, seen, _ in app.requests):
-        assert time.monotonic() < deadline, f"the app never got {path}"
-        time.sleep(0.01)
+        thread = threading.Thread(target=call)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not any(seen == path for _, seen, _ in app.requests):
+            assert time.monotonic() < deadline, f"the app never got {path}"
+            time.sleep(0.01)
+        built.loop.run(reviews.stop())
+        thread.join(10)
+    return result
 
 
 def test_stopping_lets_an_in_flight_request_finish() -> None:
-    with running_app("reviews-app") as app, mesh() as built:
-        reviews = built.agent("reviews", app.port, drain_timeout_s=10.0)
-        result: dict[str, object] = {}
-        thread = _get_in_thread(reviews.ports["inbound"], "/slow?s=0.5", result)
-        _wait_for_request(app, "/slow?s=0.5")
-        built.loop.run(reviews.stop())
-        thread.join(10)
-        assert result.get("status") == 200, result
+    result = _stop_during("/slow?s=0.5", drain_timeout_s=10.0)
+    assert result.get("status") == 200, result
 
 
 def test_stopping_cuts_requests_still_running_at_the_drain_deadline() -> None:
-    with running_app("reviews-app") as app, mesh() as built:
-        reviews = built.agent("reviews", app.port, drain_timeout_s=0.2)
-        result: dict[str, object] = {}
-        thread = _get_in_thread(reviews.ports["inbound"], "/slow?s=5", result)
-        _wait_for_request(app, "/slow?s=5")
-        built.loop.run(reviews.stop())
-        thread.join(10)
-        assert "status" not in result, "the request was cut, not answered"
-        assert "error" in result, "the connection was closed"
+    result = _stop_during("/slow?s=5", drain_timeout_s=0.2)
+    assert "status" not in result, "the request was cut, not answered"
+    assert "error" in result, "the connection was closed"
