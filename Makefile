@@ -6,9 +6,10 @@ VPY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
+BUILD_STAMP := $(VENV)/.build-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format proto bench bench-tools install install-dev clean
+.PHONY: demo test lint format proto native bench bench-tools install install-dev clean
 
 $(VPY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "meshui needs Python 3.11, found " + sys.version'
@@ -19,9 +20,13 @@ $(RUNTIME_STAMP): requirements.txt | $(VPY)
 	$(VPY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VPY)
-	$(VPY) -m pip install --quiet -r requirements-dev.txt
+$(BUILD_STAMP): requirements.txt requirements-build.txt | $(VPY)
+	$(VPY) -m pip install --quiet -r requirements-build.txt
 	touch $(RUNTIME_STAMP) $@
+
+$(DEV_STAMP): requirements.txt requirements-build.txt requirements-dev.txt | $(VPY)
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	touch $(RUNTIME_STAMP) $(BUILD_STAMP) $@
 
 $(BENCH_STAMP): requirements.txt requirements-bench.txt | $(VPY)
 	$(VPY) -m pip install --quiet -r requirements-bench.txt
@@ -30,12 +35,16 @@ $(BENCH_STAMP): requirements.txt requirements-bench.txt | $(VPY)
 install: $(RUNTIME_STAMP)
 install-dev: $(DEV_STAMP)
 
+## Compile the sidecar's request path with mypyc (skipped, interpreted, where there is no C compiler).
+native: $(BUILD_STAMP)
+	$(VPY) -m proxyagent.compile
+
 ## Run the whole mesh on this machine; Ctrl-C stops it.
-demo: $(RUNTIME_STAMP)
+demo: $(RUNTIME_STAMP) native
 	$(VPY) -m meshui.launcher demo
 
 ## Install what the tests need and run them all (an embedded Redis is started when REDIS_URL is unset).
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) native
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
@@ -44,7 +53,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/mypy meshui proxyagent tests bench
 
 ## Measure the sidecar against no proxy and HAProxy, and the telemetry pipeline; writes docs/benchmarks.md.
-bench: $(BENCH_STAMP) bench-tools
+bench: $(BENCH_STAMP) native bench-tools
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/telemetry.py $(TELEMETRY_BENCH_ARGS)
 
@@ -63,4 +72,5 @@ format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
+	$(PYTHON) -m proxyagent.compile --remove 2>/dev/null || true
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import grpc
 from proxyagent.admin_grpc import AgentAdminServicer, bind_admin_server, serve_admin
 from proxyagent.admin_http import AdminHttp
 from proxyagent.balancer import Balancer
+from proxyagent.compile import request_path_kind
 from proxyagent.config_store import ConfigStore
 from proxyagent.control_client import ControlPlaneClient
 from proxyagent.http.downstream import DownstreamConnection
@@ -154,7 +155,7 @@ class Agent:
         self.ports["admin_http"] = admin_http_server.sockets[0].getsockname()[1]
         if self.client is not None:
             self._control_task = asyncio.create_task(self.client.run(), name="control-plane-client")
-        logger.info("agent %s up: ports %s", self.identity.agent_id, self.ports)
+        logger.info("agent %s up: ports %s, request path %s", self.identity.agent_id, self.ports, request_path_kind())
 
     def _inbound_connection(self) -> DownstreamConnection:
         # The inbound listener opens before the proxy behind it exists (its port is in the identity).

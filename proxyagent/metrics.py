@@ -22,7 +22,7 @@ _FLOW_LABELS = ("direction", "destination_service")
 # Seconds; dense below 100 ms where a mesh hop lives, sparse above for slow apps.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The "le" labels as prometheus_client writes them (repr of the float; these bounds need no exponent).
-_LE = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
+_LE = (*[repr(float(b)) for b in LATENCY_BUCKETS], "+Inf")
 
 EdgeLabels = tuple[str, str, str, str, str]
 

@@ -112,7 +112,7 @@ class AttributeCache:
         cached = self._blocks.get(key)
         if cached is not None:
             return cached
-        encoded = b"".join(span_attribute(k, v) for k, v in attributes)
+        encoded = b"".join([span_attribute(k, v) for k, v in attributes])
         if len(self._blocks) < self._max_entries:
             self._blocks[key] = encoded
         return encoded
@@ -154,7 +154,7 @@ def encode_span(
 
 
 def encode_resource(attributes: dict[str, str]) -> bytes:
-    return b"".join(length_delimited(_RESOURCE_ATTRIBUTES, key_value(k, v)) for k, v in attributes.items())
+    return b"".join([length_delimited(_RESOURCE_ATTRIBUTES, key_value(k, v)) for k, v in attributes.items()])
 
 
 def encode_scope(name: str) -> bytes:
@@ -166,7 +166,7 @@ def _export_request(
 ) -> bytes:
     """One resource, one scope, many items: the layout both export requests share (with their own field numbers)."""
     request, resource_field, scoped_field, scope_field, items_field = field_numbers
-    scoped = length_delimited(scope_field, scope) + b"".join(length_delimited(items_field, item) for item in items)
+    scoped = length_delimited(scope_field, scope) + b"".join([length_delimited(items_field, item) for item in items])
     return length_delimited(
         request, length_delimited(resource_field, resource) + length_delimited(scoped_field, scoped)
     )
@@ -214,7 +214,7 @@ def _fixed64(field: int, value: int) -> bytes:
 
 
 def _attributes(field: int, attributes: Attributes) -> bytes:
-    return b"".join(length_delimited(field, key_value(k, v)) for k, v in attributes)
+    return b"".join([length_delimited(field, key_value(k, v)) for k, v in attributes])
 
 
 def number_point(attributes: Attributes, start_ns: int, time_ns: int, value: int) -> bytes:
@@ -266,7 +266,7 @@ def _metric_head(name: str, description: str, unit: str) -> bytes:
 def delta_sum(name: str, description: str, unit: str, points: list[bytes]) -> bytes:
     """A ``Metric`` holding a monotonic delta ``Sum`` (a counter's increase over each point's interval)."""
     body = (
-        b"".join(length_delimited(_SUM_POINTS, p) for p in points)
+        b"".join([length_delimited(_SUM_POINTS, p) for p in points])
         + _tag(_SUM_TEMPORALITY, _VARINT)
         + varint(_DELTA)
         + _tag(_SUM_MONOTONIC, _VARINT)
@@ -277,7 +277,7 @@ def delta_sum(name: str, description: str, unit: str, points: list[bytes]) -> by
 
 def delta_histogram(name: str, description: str, unit: str, points: list[bytes]) -> bytes:
     body = (
-        b"".join(length_delimited(_HISTOGRAM_POINTS, p) for p in points)
+        b"".join([length_delimited(_HISTOGRAM_POINTS, p) for p in points])
         + _tag(_HISTOGRAM_TEMPORALITY, _VARINT)
         + varint(_DELTA)
     )

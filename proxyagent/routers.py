@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from proxyagent.balancer import Balancer
 from proxyagent.config_store import ConfigStore
 from proxyagent.http.headers import PROXY_WRITTEN
-from proxyagent.http.messages import RequestHead
+from proxyagent.http.heads import RequestHead
 from proxyagent.http.proxy import Target
 from proxyagent.identity import AgentIdentity
 from proxyagent.mesh_errors import MeshError, MeshErrorCode

@@ -102,7 +102,7 @@ class HttpSpans:
             attributes += [("mesh.error", mesh_error), ("error.type", mesh_error)]
         elif status >= 500:
             attributes.append(("error.type", str(status)))
-        return method + b" " + service.encode(), b"".join(span_attribute(k, v) for k, v in attributes)
+        return method + b" " + service.encode(), b"".join([span_attribute(k, v) for k, v in attributes])
 
 
 class OtlpClient:

@@ -12,7 +12,7 @@ import httptools
 
 from proxyagent.http.exchange import NEVER, PAUSE_BUFFERED, PAUSE_QUEUED, PAUSE_TUNNEL, PAUSE_UPSTREAM, Exchange
 from proxyagent.http.headers import Headers
-from proxyagent.http.messages import request_head
+from proxyagent.http.heads import request_head
 from proxyagent.http.proxy import HttpProxy
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 

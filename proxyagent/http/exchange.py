@@ -26,7 +26,7 @@ from proxyagent.http.headers import (
     index_and_serialize,
     serialize,
 )
-from proxyagent.http.messages import RESPONSE_FIELDS, RequestHead, framing
+from proxyagent.http.heads import RESPONSE_FIELDS, RequestHead, framing
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import UpstreamConnection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode

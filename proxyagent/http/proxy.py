@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from proxyagent.http.headers import PROXY_WRITTEN, Headers
-from proxyagent.http.messages import REQUEST_FIELDS, RequestHead
+from proxyagent.http.heads import REQUEST_FIELDS, RequestHead
 from proxyagent.http.upstream import ConnectionPool
 from proxyagent.metrics import InFlight, MeshMetrics
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
