@@ -162,52 +162,42 @@ def time_requests(client: Any, path: str, repeat: int) -> list[float]:
 
 def generate_traces(spans: int, services: int, at: dt.datetime) -> None:
 
+    from meshui.telemetry.actions import do_store_spans
     from meshui.telemetry.models import Span, TraceNamespace, TraceSummary
+    from meshui.telemetry.span_store import SpanRow, epoch_us
 
     rng = random.Random(11)
     per_trace = 5
-    batch: list[Span] = []
-    summaries: list[TraceSummary] = []
-    memberships: list[TraceNamespace] = []
+    at_us = epoch_us(at)
+    batch: list[SpanRow] = []
     for t in range(spans // per_trace):
         trace_id = f"{rng.getrandbits(128):032x}"
-        start = at - dt.timedelta(seconds=rng.uniform(0, 86400))
+        start = at_us - int(rng.uniform(0, 86400) * 1e6)
         chain = [f"svc{rng.randrange(services):04d}" for _ in range(per_trace)]
         durations = sorted((rng.lognormvariate(3, 1.2) for _ in range(per_trace)), reverse=True)
         error = rng.random() < 0.03
         parent = ""
         for i, (service, ms) in enumerate(zip(chain, durations, strict=True)):
             span_id = f"{rng.getrandbits(64):016x}"
-            begin = start + dt.timedelta(milliseconds=i)
+            begin = start + i * 1000
+            failed = error and i == per_trace - 1
             batch.append(
-                Span(
+                SpanRow(
                     trace_id=trace_id, span_id=span_id, parent_span_id=parent, service=service, namespace="bench",
-                    operation=f"GET /{service}/{i % 3}", kind=2 if i % 2 else 3, start=begin,
-                    end=begin + dt.timedelta(milliseconds=ms), duration_us=int(ms * 1000),
-                    status=2 if error and i == per_trace - 1 else 0,
-                    attributes={"http.response.status_code": 500 if error and i == per_trace - 1 else 200,
-                                "http.request.method": "GET"},
+                    operation=f"GET /{service}/{i % 3}", kind=2 if i % 2 else 3, start_us=begin,
+                    end_us=begin + int(ms * 1000), status=2 if failed else 0,
+                    attributes=json.dumps({"http.response.status_code": 500 if failed else 200,
+                                           "http.request.method": "GET"}),
                     destination_service=f"{chain[i + 1]}.bench" if i + 1 < per_trace else "",
                 )
             )  # fmt: skip
             parent = span_id
-        summaries.append(
-            TraceSummary(
-                trace_id=trace_id, root_service=chain[0], root_operation=f"GET /{chain[0]}/0", start=start,
-                end=start + dt.timedelta(milliseconds=durations[0]), duration_us=int(durations[0] * 1000),
-                span_count=per_trace, error=error, services=sorted(set(chain)),
-            )
-        )  # fmt: skip
-        memberships.append(TraceNamespace(trace_id=trace_id, namespace="bench"))
         if len(batch) >= 20_000:
-            Span.objects.bulk_create(batch, batch_size=5000)
-            TraceSummary.objects.bulk_create(summaries, batch_size=5000)
-            TraceNamespace.objects.bulk_create(memberships, batch_size=5000)
-            batch, summaries, memberships = [], [], []
-            print(f"bench: {t * per_trace} spans generated", flush=True)
-    Span.objects.bulk_create(batch, batch_size=5000)
-    TraceSummary.objects.bulk_create(summaries, batch_size=5000)
-    TraceNamespace.objects.bulk_create(memberships, batch_size=5000)
+            # The ingest path itself (COPY on PostgreSQL), summaries included.
+            do_store_spans(batch)
+            batch = []
+            print(f"bench: {(t + 1) * per_trace} spans generated", flush=True)
+    do_store_spans(batch)
     for model in (Span, TraceSummary, TraceNamespace):
         _settle(model._meta.db_table)
 

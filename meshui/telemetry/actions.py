@@ -3,87 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import QuerySet
 
-from meshui.telemetry.models import LATENCY_COLUMNS, EdgeBucket, Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry import span_store
+from meshui.telemetry.models import LATENCY_COLUMNS, EdgeBucket, Span, TraceNamespace, TraceSummary
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
-
-_SUMMARY_FIELDS = [
-    "root_service",
-    "root_operation",
-    "start",
-    "end",
-    "duration_us",
-    "span_count",
-    "error",
-    "services",
-    "updated_at",
-]
+from meshui.telemetry.span_store import SpanRow
 
 
-def do_store_spans(spans: list[Span]) -> int:
-    """Insert ``spans`` (ones already stored are skipped) and recompute the summaries of their traces.
+def do_store_spans(rows: Sequence[SpanRow]) -> int:
+    """Insert spans (ones already stored are skipped) and recompute the summaries of their traces.
 
     Returns how many traces were touched. Summaries are recomputed from every
     stored span of the trace, so a batch that arrives twice, or spans of one
     trace spread over several batches, end in the same summary.
     """
-    if not spans:
-        return 0
-    trace_ids = sorted({span.trace_id for span in spans})
     with transaction.atomic():
-        Span.objects.bulk_create(spans, ignore_conflicts=True, batch_size=500)
-        memberships = {(span.trace_id, span.namespace) for span in spans}
-        TraceNamespace.objects.bulk_create(
-            [TraceNamespace(trace_id=t, namespace=n) for t, n in sorted(memberships)], ignore_conflicts=True
-        )
-        totals = {
-            row["trace_id"]: row
-            for row in Span.objects.filter(trace_id__in=trace_ids)
-            .values("trace_id")
-            .annotate(
-                first=Min("start"),
-                last=Max("end"),
-                count=Count("id"),
-                errors=Count("id", filter=Q(status=SpanStatus.ERROR)),
-            )
-        }
-        services: defaultdict[str, set[str]] = defaultdict(set)
-        # The root is the span without a parent; when that span never reached us, the earliest one.
-        roots: dict[str, tuple[bool, dt.datetime, str, str]] = {}
-        for trace_id, service, operation, parent, start in Span.objects.filter(trace_id__in=trace_ids).values_list(
-            "trace_id", "service", "operation", "parent_span_id", "start"
-        ):
-            services[trace_id].add(service)
-            candidate = (bool(parent), start, service, operation)
-            current = roots.get(trace_id)
-            if current is None or candidate[:2] < current[:2]:
-                roots[trace_id] = candidate
-        summaries = []
-        for trace_id, row in totals.items():
-            _, _, root_service, root_operation = roots[trace_id]
-            summaries.append(
-                TraceSummary(
-                    trace_id=trace_id,
-                    root_service=root_service,
-                    root_operation=root_operation,
-                    start=row["first"],
-                    end=row["last"],
-                    duration_us=(row["last"] - row["first"]) // dt.timedelta(microseconds=1),
-                    span_count=row["count"],
-                    error=row["errors"] > 0,
-                    services=sorted(services[trace_id]),
-                )
-            )
-        TraceSummary.objects.bulk_create(
-            summaries, update_conflicts=True, unique_fields=["trace_id"], update_fields=_SUMMARY_FIELDS
-        )
-    return len(summaries)
+        return span_store.store(rows)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""OTLP trace export requests turned into ``Span`` rows, span by span, refusing what cannot be stored.
+"""OTLP trace export requests turned into span rows (``SpanRow``), span by span, refusing what cannot be stored.
 
 A span with a malformed id or impossible times is rejected on its own (and
 reported back in OTLP's ``partial_success``); its neighbours in the batch are
@@ -8,7 +8,7 @@ cannot store unbounded blobs.
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from meshui.telemetry.models import Span, SpanKind, SpanStatus
+from meshui.telemetry.models import SpanKind, SpanStatus
+from meshui.telemetry.span_store import SpanRow
 
 MAX_ATTRIBUTES = 128
 MAX_EVENTS = 128
@@ -29,7 +30,7 @@ _ZERO_SPAN = bytes(8)
 
 @dataclass
 class Decoded:
-    spans: list[Span] = field(default_factory=list)
+    spans: list[SpanRow] = field(default_factory=list)
     rejected: int = 0
     # The first reason a span was rejected, for the client's partial_success message.
     reason: str = ""
@@ -65,56 +66,64 @@ def attributes(pairs: Any, depth: int = 0) -> dict[str, Any]:
     return {kv.key[:MAX_STRING]: _value(kv.value, depth) for kv in list(pairs)[:MAX_ATTRIBUTES]}
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _time(unix_nano: int) -> dt.datetime:
-    # Exact integer microseconds: a float here would round differently from the stored durations.
-    return _EPOCH + dt.timedelta(microseconds=unix_nano // 1000)
-
-
 def _edge_value(attrs: dict[str, Any], key: str) -> str:
     value = attrs.get(key)
     return value[:253] if isinstance(value, str) else ""
 
 
-def _span(span: trace_pb2.Span, resource: dict[str, Any], service: str, namespace: str, out: Decoded) -> None:
-    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
+_KINDS = frozenset(SpanKind.values)
+_STATUSES = frozenset(SpanStatus.values)
+
+
+def _events(span: trace_pb2.Span) -> str:
+    if not span.events:
+        return "[]"
+    return json.dumps(
+        [
+            {
+                "name": event.name[:MAX_STRING],
+                "time_unix_nano": event.time_unix_nano,
+                "attributes": attributes(event.attributes),
+            }
+            for event in list(span.events)[:MAX_EVENTS]
+        ]
+    )
+
+
+def _span(span: trace_pb2.Span, resource: str, service: str, namespace: str, out: Decoded) -> None:
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         out.reject("trace_id must be 16 bytes and not all zero")
         return
-    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN:
+    if len(span_id) != 8 or span_id == _ZERO_SPAN:
         out.reject("span_id must be 8 bytes and not all zero")
         return
-    if span.parent_span_id and len(span.parent_span_id) != 8:
+    if parent and len(parent) != 8:
         out.reject("parent_span_id must be empty or 8 bytes")
         return
-    if not span.start_time_unix_nano or span.end_time_unix_nano < span.start_time_unix_nano:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if not start or end < start:
         out.reject("a span needs a start time and an end time not before it")
         return
     attrs = attributes(span.attributes)
+    kind = span.kind
+    status = span.status
     out.spans.append(
-        Span(
-            trace_id=span.trace_id.hex(),
-            span_id=span.span_id.hex(),
-            parent_span_id=span.parent_span_id.hex(),
+        SpanRow(
+            trace_id=trace_id.hex(),
+            span_id=span_id.hex(),
+            parent_span_id=parent.hex(),
             service=service,
             namespace=namespace,
             operation=span.name[:255],
-            kind=span.kind if span.kind in SpanKind.values else SpanKind.UNSPECIFIED,
-            start=_time(span.start_time_unix_nano),
-            end=_time(span.end_time_unix_nano),
-            duration_us=span.end_time_unix_nano // 1000 - span.start_time_unix_nano // 1000,
-            status=span.status.code if span.status.code in SpanStatus.values else SpanStatus.UNSET,
-            status_message=span.status.message[:1024],
-            attributes=attrs,
-            events=[
-                {
-                    "name": event.name[:MAX_STRING],
-                    "time_unix_nano": event.time_unix_nano,
-                    "attributes": attributes(event.attributes),
-                }
-                for event in list(span.events)[:MAX_EVENTS]
-            ],
+            kind=kind if kind in _KINDS else SpanKind.UNSPECIFIED,
+            # Exact integer microseconds: a float here would round differently from the stored durations.
+            start_us=start // 1000,
+            end_us=end // 1000,
+            status=status.code if status.code in _STATUSES else SpanStatus.UNSET,
+            status_message=status.message[:1024],
+            attributes=json.dumps(attrs),
+            events=_events(span),
             resource=resource,
             source_workload=_edge_value(attrs, "mesh.source.workload"),
             destination_service=_edge_value(attrs, "mesh.destination.service"),
@@ -127,11 +136,12 @@ def decode(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
     out = Decoded()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
+        resource_json = json.dumps(resource)
         name = resource.get("service.name")
         service = name[:253] if isinstance(name, str) and name else _UNKNOWN_SERVICE
         namespace_value = resource.get("service.namespace")
         namespace = namespace_value[:253] if isinstance(namespace_value, str) else ""
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                _span(span, resource, service, namespace, out)
+                _span(span, resource_json, service, namespace, out)
     return out

@@ -10,21 +10,22 @@ import pytest
 from meshui.celery import app
 from meshui.telemetry.actions import do_prune_spans, do_store_spans
 from meshui.telemetry.models import Span, TraceSummary
+from meshui.telemetry.span_store import SpanRow, epoch_us
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(hours=24)
 
 
-def _span(trace: int, span: int, hours_ago: float) -> Span:
-    start = NOW - dt.timedelta(hours=hours_ago)
-    return Span(
+def _span(trace: int, span: int, hours_ago: float) -> SpanRow:
+    start = epoch_us(NOW - dt.timedelta(hours=hours_ago))
+    return SpanRow(
         trace_id=f"{trace:032x}",
         span_id=f"{span:016x}",
         service="web",
+        namespace="",
         operation="GET /",
-        start=start,
-        end=start + dt.timedelta(milliseconds=5),
-        duration_us=5000,
+        start_us=start,
+        end_us=start + 5000,
     )
 
 

@@ -13,8 +13,9 @@ from rest_framework.test import APIClient
 
 from meshui.catalog.models import Namespace, Service
 from meshui.telemetry.actions import do_add_edge_increments, do_store_spans
-from meshui.telemetry.models import LATENCY_BOUNDS_S, Span
+from meshui.telemetry.models import LATENCY_BOUNDS_S
 from meshui.telemetry.otlp_metrics import EdgeIncrement, bucket_start
+from meshui.telemetry.span_store import SpanRow, epoch_us
 
 ClientFor = Callable[[User], APIClient]
 
@@ -65,12 +66,11 @@ def test_service_metrics_are_scoped_and_validated(
     assert "step" in bad.json()
 
 
-def _span(trace: int, span: int, service: str, source_workload: str, destination: str, namespace: str) -> Span:
-    start = timezone.now() - dt.timedelta(minutes=1)
-    return Span(
+def _span(trace: int, span: int, service: str, source_workload: str, destination: str, namespace: str) -> SpanRow:
+    start_us = epoch_us(timezone.now() - dt.timedelta(minutes=1))
+    return SpanRow(
         trace_id=f"{trace:032x}", span_id=f"{span:016x}", service=service, namespace=namespace, operation="GET",
-        start=start, end=start + dt.timedelta(milliseconds=3), duration_us=3000,
-        source_workload=source_workload, destination_service=destination,
+        start_us=start_us, end_us=start_us + 3000, source_workload=source_workload, destination_service=destination,
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,8 @@ from rest_framework.test import APIClient
 from meshui.catalog.models import Namespace
 from meshui.telemetry import filters
 from meshui.telemetry.actions import do_store_spans
-from meshui.telemetry.models import Span, SpanStatus
+from meshui.telemetry.models import SpanStatus
+from meshui.telemetry.span_store import SpanRow, epoch_us
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 ClientFor = Callable[[User], APIClient]
@@ -31,19 +33,19 @@ def _span(
     end_ms: int = 10,
     error: bool = False,
     attributes: dict[str, Any] | None = None,
-) -> Span:
-    return Span(
+) -> SpanRow:
+    t0_us = epoch_us(T0)
+    return SpanRow(
         trace_id=f"{trace:032x}",
         span_id=f"{span:016x}",
         parent_span_id=f"{parent:016x}" if parent else "",
         service=service,
         namespace=namespace,
         operation=operation,
-        start=T0 + dt.timedelta(milliseconds=start_ms),
-        end=T0 + dt.timedelta(milliseconds=end_ms),
-        duration_us=(end_ms - start_ms) * 1000,
+        start_us=t0_us + start_ms * 1000,
+        end_us=t0_us + end_ms * 1000,
         status=SpanStatus.ERROR if error else SpanStatus.UNSET,
-        attributes=attributes or {},
+        attributes=json.dumps(attributes or {}),
     )
 
 

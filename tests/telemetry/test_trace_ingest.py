@@ -24,6 +24,7 @@ from meshui.meshcontrol.server import MeshControlServer
 from meshui.telemetry.ingest import SpanIngest
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 from meshui.telemetry.models import SpanKind as StoredKind
+from meshui.telemetry.span_store import SpanRow
 from meshui.telemetry.writer import IngestFull
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -181,14 +182,20 @@ async def test_an_oversized_request_is_refused_whole(server: MeshControlServer) 
 
 async def test_a_full_ingest_queue_refuses_instead_of_growing() -> None:
     ingest = SpanIngest(max_pending_spans=3, batch_spans=10)  # no writer runs: nothing drains the queue
-    waiting = asyncio.ensure_future(ingest.submit([Span(), Span()]))
+    waiting = asyncio.ensure_future(ingest.submit([_row(), _row()]))
     await eventually(lambda: _true(ingest.pending == 2), "the first submission is queued")
     with pytest.raises(IngestFull):
-        await ingest.submit([Span(), Span()])
+        await ingest.submit([_row(), _row()])
     assert (ingest.pending, ingest.refused_total) == (2, 2)
     await ingest.close(None)
     with pytest.raises(Exception, match="stopping"):
         await waiting
+
+
+def _row() -> SpanRow:
+    return SpanRow(
+        trace_id="1" * 32, span_id="1" * 16, service="web", namespace="", operation="GET", start_us=1, end_us=2
+    )
 
 
 async def _true(value: bool) -> bool:
