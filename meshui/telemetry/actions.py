@@ -11,7 +11,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from meshui.telemetry import span_store
-from meshui.telemetry.models import LATENCY_COLUMNS, EdgeBucket, Span, TraceNamespace, TraceSummary
+from meshui.telemetry.models import (
+    LATENCY_COLUMNS,
+    ROLLUP_RESOLUTION_S,
+    EdgeBucket,
+    RollupWatermark,
+    Span,
+    TraceNamespace,
+    TraceSummary,
+)
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 from meshui.telemetry.span_store import SpanRow
 
@@ -124,9 +132,6 @@ def _buckets_for(increments: dict[EdgeKey, EdgeIncrement], resolution_s: int) ->
     return EdgeBucket.objects.filter(resolution_s=resolution_s, start__in=starts, destination_service__in=destinations)
 
 
-ROLLUP_RESOLUTION_S = 60
-
-
 def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta) -> int:
     """Recompute the 1-minute rollups of every minute in ``[now - settle - lookback, now - settle)``.
 
@@ -159,6 +164,13 @@ def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta
     with transaction.atomic():
         EdgeBucket.objects.filter(resolution_s=ROLLUP_RESOLUTION_S, start__gte=start, start__lt=end).delete()
         do_add_edge_increments(totals, ROLLUP_RESOLUTION_S)
+        watermark, created = RollupWatermark.objects.select_for_update().get_or_create(
+            resolution_s=ROLLUP_RESOLUTION_S, defaults={"rolled_until": end}
+        )
+        # Only forward: a run with a shorter look-back (or a clock behind) must not hide built rollups.
+        if not created and watermark.rolled_until < end:
+            watermark.rolled_until = end
+            watermark.save(update_fields=["rolled_until"])
     return len(totals)
 
 

@@ -16,7 +16,14 @@ from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Cast
 
 from meshui.telemetry.histograms import add, percentiles
-from meshui.telemetry.models import LATENCY_BOUNDS_S, LATENCY_COLUMNS, EdgeBucket
+from meshui.telemetry.models import (
+    LATENCY_BOUNDS_S,
+    LATENCY_COLUMNS,
+    ROLLUP_RESOLUTION_S,
+    EdgeBucket,
+    RollupWatermark,
+)
+from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S
 
 ZERO_COUNTS = [0] * (len(LATENCY_BOUNDS_S) + 1)
 
@@ -38,6 +45,12 @@ class Totals:
             }
         )
 
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Totals:
+        """The totals of one row of ``summed_rows``."""
+        # Adding never changes a counts list in place, so the row's list can be shared.
+        return cls(row["requests"], row["errors"], row["bytes"], row["latency_counts"])
+
     def add_sums(self, row: dict[str, Any]) -> None:
         """Add one row of ``summed_rows`` (the database's sums over a group of buckets)."""
         self.requests += row["requests"]
@@ -47,10 +60,10 @@ class Totals:
 
     def describe(self, seconds: float) -> dict[str, Any]:
         error_rate = self.errors / self.requests if self.requests else 0.0
-        p50, p95, p99 = (
+        p50, p95, p99 = [
             None if value is None else round(value * 1000, 3)
             for value in percentiles(self.latency_counts, (0.50, 0.95, 0.99))
-        )
+        ]
         return {
             "requests": self.requests,
             "rps": round(self.requests / seconds, 3),
@@ -142,12 +155,22 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, A
 def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> dict[str, Any]:
     edges: dict[tuple[str, str], Totals] = {}
     inbound: dict[str, Totals] = {}
-    nodes: set[str] = set()
+    sources: set[str] = set()
+    # Thousands of rows: each starts its edge's and its destination's totals rather than being added to zeros.
     for row in summed_rows(buckets, *_END_FIELDS[group]):
-        source, destination = _node_ids(row, group)
-        nodes.update((source, destination))
-        edges.setdefault((source, destination), Totals()).add_sums(row)
-        inbound.setdefault(destination, Totals()).add_sums(row)
+        key = _node_ids(row, group)
+        edge = edges.get(key)
+        if edge is None:
+            edges[key] = Totals.of(row)
+        else:
+            edge.add_sums(row)
+        node = inbound.get(key[1])
+        if node is None:
+            inbound[key[1]] = Totals.of(row)
+        else:
+            node.add_sums(row)
+        sources.add(key[0])
+    nodes = sources | inbound.keys()
     return {
         "nodes": [
             {"id": node, "name": node.rpartition(".")[0], "namespace": node.rpartition(".")[2],
@@ -164,6 +187,34 @@ def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> di
 def buckets_in(start: dt.datetime, end: dt.datetime, resolution: int) -> QuerySet[EdgeBucket]:
     """Every edge bucket of ``[start, end)`` at ``resolution``, as both sides reported them."""
     return EdgeBucket.objects.filter(resolution_s=resolution, start__gte=start, start__lt=end)
+
+
+def graph_buckets(start: dt.datetime, end: dt.datetime, resolution: int) -> QuerySet[EdgeBucket]:
+    """``buckets_in`` for a graph: where 1-minute rollups cover whole minutes of a 10 s window, those
+    instead of their six raw buckets each (up to the rollups' watermark)."""
+    if resolution != RAW_RESOLUTION_S:
+        return buckets_in(start, end, resolution)
+    rolled_until = (
+        RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S).values_list("rolled_until", flat=True).first()
+    )
+    first_minute = _minute_ceiling(start)
+    last_minute = min(_minute_floor(end), rolled_until) if rolled_until is not None else first_minute
+    if last_minute <= first_minute:
+        return buckets_in(start, end, resolution)
+    rollups = Q(resolution_s=ROLLUP_RESOLUTION_S, start__gte=first_minute, start__lt=last_minute)
+    raw = Q(resolution_s=resolution) & (
+        Q(start__gte=start, start__lt=first_minute) | Q(start__gte=last_minute, start__lt=end)
+    )
+    return EdgeBucket.objects.filter(rollups | raw)
+
+
+def _minute_floor(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _minute_ceiling(moment: dt.datetime) -> dt.datetime:
+    floor = _minute_floor(moment)
+    return floor if floor == moment else floor + dt.timedelta(minutes=1)
 
 
 def touching(namespaces: list[str]) -> Q:

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from meshui.telemetry.graph import buckets_in, build_graph, touching, window_bounds
+from meshui.telemetry.graph import build_graph, graph_buckets, touching, window_bounds
 from meshui.telemetry.models import Reporter
 from meshui.telemetry.query import visible_namespaces
 from meshui.telemetry.serializers import GraphQuerySerializer, GraphSerializer, GraphWindowSerializer
@@ -25,7 +25,7 @@ class GraphView(APIView):
         seconds: int = query.validated_data["window"]
         at: dt.datetime = query.validated_data.get("at") or timezone.now()
         start, end, resolution = window_bounds(at, seconds)
-        buckets = buckets_in(start, end, resolution).filter(reporter=Reporter.OUTBOUND)
+        buckets = graph_buckets(start, end, resolution).filter(reporter=Reporter.OUTBOUND)
         visible = visible_namespaces(request.user)
         namespace = query.validated_data.get("namespace")
         if namespace is not None:

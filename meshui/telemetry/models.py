@@ -188,3 +188,21 @@ class EdgeBucket(models.Model):
 
 
 LATENCY_COLUMNS = tuple(f"latency_{i:02d}" for i in range(len(LATENCY_BOUNDS_S) + 1))
+
+
+ROLLUP_RESOLUTION_S = 60
+
+
+class RollupWatermark(models.Model):
+    """How far rollups of one resolution have been built: every bucket before ``rolled_until`` has one.
+
+    The graph reads rollups up to here and raw buckets after (and around) it, which is a third of the rows
+    for a 5-minute window. Data arriving for a rolled-up minute after its rollup was built shows there from
+    the next rollup run on.
+    """
+
+    resolution_s = models.PositiveSmallIntegerField(unique=True)
+    rolled_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.resolution_s}s rollups until {self.rolled_until:%Y-%m-%d %H:%M}"

@@ -57,6 +57,32 @@ def test_long_windows_read_the_rollups(admin_client: APIClient) -> None:
     assert [e["requests"] for e in graph["edges"]] == [30]
 
 
+def _graph_requests(client: APIClient, at: dt.datetime) -> int:
+    response = client.get(f"/api/v1/graph/?window=5m&at={at.isoformat().replace('+00:00', 'Z')}")
+    assert response.status_code == 200, response.content
+    graph = response.json()
+    assert graph["window"]["resolution_s"] == 10
+    return sum(edge["requests"] for edge in graph["edges"])
+
+
+@pytest.mark.django_db
+def test_a_short_window_reads_rollups_for_whole_minutes_up_to_their_watermark(admin_client: APIClient) -> None:
+    for step in range(-12, 24):  # one request every 10 s from T - 2 min to T + 4 min
+        _raw(T + dt.timedelta(seconds=10 * step), 1)
+    at = T + dt.timedelta(minutes=3, seconds=30)  # window [T - 1:30, T + 3:30): 30 buckets
+    assert _graph_requests(admin_client, at) == 30, "no rollups yet: raw buckets only"
+    do_roll_up(T + dt.timedelta(minutes=2, seconds=20), dt.timedelta(minutes=10), settle=dt.timedelta(seconds=20))
+    assert _graph_requests(admin_client, at) == 30, "rollups up to T + 2 min, raw buckets around them"
+    # Proof that whole minutes come from rollups: without their raw buckets the answer is the same.
+    EdgeBucket.objects.filter(resolution_s=10, start__gte=T, start__lt=T + dt.timedelta(minutes=2)).delete()
+    assert _graph_requests(admin_client, at) == 30
+    # Data arriving for a rolled-up minute shows from the next rollup run on.
+    _raw(T + dt.timedelta(seconds=30), 5)
+    assert _graph_requests(admin_client, at) == 30
+    do_roll_up(T + dt.timedelta(minutes=2, seconds=20), dt.timedelta(minutes=10), settle=dt.timedelta(seconds=20))
+    assert _graph_requests(admin_client, at) == 35 - 12, "the rebuilt minutes hold only the raw buckets left"
+
+
 @pytest.mark.django_db
 def test_raw_buckets_and_rollups_expire_on_their_own_clocks() -> None:
     _raw(T - dt.timedelta(hours=30), 1)
