@@ -42,13 +42,14 @@ def _series(buckets: Any, start: dt.datetime, points: int, step: int) -> list[di
             {
                 "time": start + dt.timedelta(seconds=index * step),
                 **{k: described[k] for k in ("requests", "rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")},
+                "in_flight": total.in_flight(step),
             }
         )
     return series
 
 
 class ServiceMetricsView(APIView):
-    """Time series of rps, error rate and p50/p95/p99, inbound and outbound, for one service."""
+    """Time series of rps, error rate, p50/p95/p99 and in-flight, inbound and outbound, for one service."""
 
     @extend_schema(parameters=[SeriesQuerySerializer], responses=ServiceMetricsSerializer)
     def get(self, request: Request, pk: int) -> Response:

@@ -34,6 +34,8 @@ class Totals:
     errors: int = 0
     bytes: int = 0
     latency_counts: list[int] = field(default_factory=lambda: list(ZERO_COUNTS))
+    # Seconds all the requests took together (only where the buckets were added one by one).
+    latency_sum_s: float = 0.0
 
     def add(self, bucket: EdgeBucket) -> None:
         self.add_sums(
@@ -44,6 +46,12 @@ class Totals:
                 "latency_counts": bucket.latency_counts,
             }
         )
+        self.latency_sum_s += bucket.latency_sum_s
+
+    def in_flight(self, seconds: float) -> float:
+        """Mean requests in flight over ``seconds`` by Little's law: the time the requests spent, divided by
+        the time they spent it in (each request counts in the interval it ended in)."""
+        return round(self.latency_sum_s / seconds, 3)
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Totals:

@@ -170,6 +170,10 @@ class SeriesQuerySerializer(serializers.Serializer[Any]):
 
 class SeriesPointSerializer(_Rates):
     time = serializers.DateTimeField(help_text="The start of the step.")
+    in_flight = serializers.FloatField(
+        help_text="Mean requests in flight during the step (Little's law: the seconds the requests that ended "
+        "in it took, over the step's length)."
+    )
 
 
 class ServiceMetricsSerializer(serializers.Serializer[Any]):

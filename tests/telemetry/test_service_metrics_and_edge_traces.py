@@ -21,13 +21,14 @@ ClientFor = Callable[[User], APIClient]
 
 
 def _bucket(seconds_ago: int, reporter: str, source: tuple[str, str, str], destination: str, requests: int,
-            errors: int = 0) -> None:  # fmt: skip
+            errors: int = 0, latency_sum_s: float = 0.0) -> None:  # fmt: skip
     now_ns = int((timezone.now() - dt.timedelta(seconds=seconds_ago)).timestamp() * 1e9)
     counts = [0] * (len(LATENCY_BOUNDS_S) + 1)
     counts[LATENCY_BOUNDS_S.index(0.01)] = requests
     service, workload, namespace = source
     key = (bucket_start(now_ns, 10), reporter, namespace, service, workload, destination, "", "2xx")
-    do_add_edge_increments({key: EdgeIncrement(requests=requests, errors=errors, latency_counts=counts)})
+    increment = EdgeIncrement(requests=requests, errors=errors, latency_sum_s=latency_sum_s, latency_counts=counts)
+    do_add_edge_increments({key: increment})
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def reviews(alpha: Namespace) -> Service:
 
 @pytest.mark.django_db
 def test_a_service_has_inbound_and_outbound_series(reviews: Service, admin_client: APIClient) -> None:
-    _bucket(30, "inbound", ("", "web-v1", "alpha"), "reviews.alpha", 60, errors=6)
+    # 60 requests of 8 ms each: 0.48 s of requests in a 60 s step, 0.008 in flight on average.
+    _bucket(30, "inbound", ("", "web-v1", "alpha"), "reviews.alpha", 60, errors=6, latency_sum_s=0.48)
     _bucket(30, "outbound", ("reviews", "reviews-v1", "alpha"), "ratings.alpha", 20)
     _bucket(30, "outbound", ("web", "web-v1", "alpha"), "reviews.alpha", 60)  # web's, not reviews'
     response = admin_client.get(f"/api/v1/services/{reviews.pk}/metrics/?window=5m&step=1m")
@@ -51,8 +53,10 @@ def test_a_service_has_inbound_and_outbound_series(reviews: Service, admin_clien
     assert busy["rps"] == pytest.approx(1.0)
     assert busy["error_rate"] == pytest.approx(0.1)
     assert 5 < busy["p50_ms"] <= 10
+    assert busy["in_flight"] == pytest.approx(0.008)
     idle = [p for p in body["inbound"] if not p["requests"]]
     assert all(p["p99_ms"] is None for p in idle)
+    assert all(p["in_flight"] == 0 for p in idle)
 
 
 @pytest.mark.django_db
