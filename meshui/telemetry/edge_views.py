@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 from meshui.accounts.roles import Capability
 from meshui.accounts.scoping import restrict_to_namespaces
 from meshui.catalog.models import Service
-from meshui.telemetry.graph import Totals, buckets_in, window_bounds
-from meshui.telemetry.models import Reporter, Span, TraceSummary
+from meshui.telemetry.graph import buckets_in, series, service_sides, window_bounds
+from meshui.telemetry.models import Span, TraceSummary
 from meshui.telemetry.query import visible_traces
 from meshui.telemetry.serializers import (
     EdgeTracesQuerySerializer,
@@ -27,25 +27,6 @@ from meshui.telemetry.serializers import (
     TraceSummarySerializer,
 )
 from meshui.telemetry.views import TraceCursorPagination
-
-
-def _series(buckets: Any, start: dt.datetime, points: int, step: int) -> list[dict[str, Any]]:
-    totals = [Totals() for _ in range(points)]
-    for bucket in buckets:
-        index = int((bucket.start - start).total_seconds()) // step
-        if 0 <= index < points:
-            totals[index].add(bucket)
-    series = []
-    for index, total in enumerate(totals):
-        described = total.describe(step)
-        series.append(
-            {
-                "time": start + dt.timedelta(seconds=index * step),
-                **{k: described[k] for k in ("requests", "rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")},
-                "in_flight": total.in_flight(step),
-            }
-        )
-    return series
 
 
 class ServiceMetricsView(APIView):
@@ -63,17 +44,13 @@ class ServiceMetricsView(APIView):
         points = max(1, seconds // step)
         start = end - dt.timedelta(seconds=points * step)
         key = f"{service.name}.{service.namespace.name}"
-        in_window = buckets_in(start, end, resolution)
-        inbound = in_window.filter(reporter=Reporter.INBOUND, destination_service=key)
-        outbound = in_window.filter(
-            reporter=Reporter.OUTBOUND, source_service=service.name, namespace=service.namespace.name
-        )
+        inbound, outbound = service_sides(buckets_in(start, end, resolution), key)
         body = {
             "service": key,
             "window": {"start": start, "end": end, "seconds": points * step, "resolution_s": resolution},
             "step_s": step,
-            "inbound": _series(inbound, start, points, step),
-            "outbound": _series(outbound, start, points, step),
+            "inbound": series(inbound, start, points, step),
+            "outbound": series(outbound, start, points, step),
         }
         return Response(ServiceMetricsSerializer(body).data)
 

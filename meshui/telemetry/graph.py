@@ -21,6 +21,7 @@ from meshui.telemetry.models import (
     LATENCY_COLUMNS,
     ROLLUP_RESOLUTION_S,
     EdgeBucket,
+    Reporter,
     RollupWatermark,
 )
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S
@@ -158,6 +159,35 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, A
         {**dict(zip(names, row[:latency_from], strict=True)), "latency_counts": list(row[latency_from:])}
         for row in rows
     ]
+
+
+def service_sides(buckets: QuerySet[EdgeBucket], service: str) -> tuple[QuerySet[EdgeBucket], QuerySet[EdgeBucket]]:
+    """(inbound, outbound) of ``buckets`` for ``service`` ("name.namespace"), each as its own sidecars saw it."""
+    name, _, namespace = service.rpartition(".")
+    inbound = buckets.filter(reporter=Reporter.INBOUND, destination_service=service)
+    outbound = buckets.filter(reporter=Reporter.OUTBOUND, source_service=name, namespace=namespace)
+    return inbound, outbound
+
+
+def series(buckets: Any, start: dt.datetime, points: int, step: int) -> list[dict[str, Any]]:
+    """``points`` steps of ``step`` seconds from ``start``: requests, rates, percentiles and in-flight of the
+    buckets that start in each."""
+    totals = [Totals() for _ in range(points)]
+    for bucket in buckets:
+        index = int((bucket.start - start).total_seconds()) // step
+        if 0 <= index < points:
+            totals[index].add(bucket)
+    points_out = []
+    for index, total in enumerate(totals):
+        described = total.describe(step)
+        points_out.append(
+            {
+                "time": start + dt.timedelta(seconds=index * step),
+                **{k: described[k] for k in ("requests", "rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")},
+                "in_flight": total.in_flight(step),
+            }
+        )
+    return points_out
 
 
 def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""The live graph over WebSockets: a snapshot on subscribe, then compact deltas every second at most.
+"""Live metrics over WebSockets: a snapshot on subscribe, then compact deltas every second at most.
 
-The metrics writer publishes each committed batch of caller-reported
-increments to the Channels group of every namespace it touches, numbered per
-namespace. A subscribed socket coalesces what arrives and sends it at most
-once a second; a gap in the numbers means the channel layer dropped messages
-for a slow consumer (its queue is bounded), and the socket gets a fresh
-snapshot instead of a hole.
+Two topics: the graph of a namespace, and one service's inbound and outbound
+metrics. The metrics writer publishes each committed batch of increments to
+the Channels group of every topic it touches, numbered per topic. A
+subscribed socket coalesces what arrives and sends it at most once a second;
+a gap in the numbers means the channel layer dropped messages for a slow
+consumer (its queue is bounded), and the socket gets a fresh snapshot
+instead of a hole.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
+import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -23,19 +27,34 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from meshui.telemetry.graph import buckets_in, build_graph, touching, window_bounds
-from meshui.telemetry.histograms import percentile
+from meshui.telemetry.graph import buckets_in, build_graph, series, service_sides, touching, window_bounds
+from meshui.telemetry.histograms import percentiles
 from meshui.telemetry.models import Reporter
-from meshui.telemetry.otlp_metrics import EdgeIncrement, EdgeKey
+from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 from meshui.telemetry.query import visible_namespaces
 
 CLOSE_FORBIDDEN = 4403
 PUSH_INTERVAL_S = 1.0
 _WINDOWS = {"1m": 60, "5m": 300, "15m": 900}
+GRAPH = "graph"
+SERVICE = "service"
+# What the subscribe message names, by topic.
+_SUBJECT_FIELD = {GRAPH: "namespace", SERVICE: "service"}
+# Channels group names: ASCII letters, digits, hyphens, underscores and periods, under 100 characters.
+_GROUP_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+
+Topic = tuple[str, str]  # (GRAPH, namespace) or (SERVICE, "name.namespace")
+
+
+def topic_group(topic: Topic) -> str:
+    kind, subject = topic
+    if not _GROUP_SAFE.match(subject):
+        subject = hashlib.sha256(subject.encode()).hexdigest()[:40]
+    return f"{kind}.{subject}"
 
 
 def graph_group(namespace: str) -> str:
-    return f"graph.{namespace}"
+    return topic_group((GRAPH, namespace))
 
 
 def _edge_ends(key: EdgeKey) -> tuple[str, str, str]:
@@ -44,58 +63,118 @@ def _edge_ends(key: EdgeKey) -> tuple[str, str, str]:
     return f"{source_service or 'unknown'}.{namespace}", destination, destination.rpartition(".")[2]
 
 
+def _sums(e: EdgeIncrement) -> list[Any]:
+    return [e.requests, e.errors, e.request_bytes + e.response_bytes, e.latency_sum_s, e.latency_counts]
+
+
 class LivePublisher:
     def __init__(self) -> None:
         self._layer = get_channel_layer()
-        self._seq: defaultdict[str, int] = defaultdict(int)
+        self._seq: defaultdict[Topic, int] = defaultdict(int)
 
     async def publish(self, increments: dict[EdgeKey, EdgeIncrement]) -> None:
-        by_namespace: defaultdict[str, dict[tuple[str, str], EdgeIncrement]] = defaultdict(dict)
+        edges: defaultdict[str, dict[tuple[str, str], EdgeIncrement]] = defaultdict(dict)
+        # Per service: its inbound and outbound sides, as ServiceMetricsView reads them.
+        sides: defaultdict[str, dict[str, EdgeIncrement]] = defaultdict(dict)
         for key, increment in increments.items():
-            if key[1] != Reporter.OUTBOUND:
+            if key[1] == Reporter.INBOUND:
+                sides[key[5]].setdefault("inbound", EdgeIncrement()).add(increment)
                 continue
             source, destination, destination_namespace = _edge_ends(key)
+            if key[3]:
+                sides[source].setdefault("outbound", EdgeIncrement()).add(increment)
             for namespace in {key[2], destination_namespace}:
-                total = by_namespace[namespace].setdefault((source, destination), EdgeIncrement())
-                total.add(increment)
-        for namespace, edges in by_namespace.items():
-            self._seq[namespace] += 1
-            await self._layer.group_send(
-                graph_group(namespace),
-                {
-                    "type": "graph.delta",
-                    "namespace": namespace,
-                    "seq": self._seq[namespace],
-                    "edges": [
-                        [source, destination, e.requests, e.errors, e.request_bytes + e.response_bytes,
-                         e.latency_counts]
-                        for (source, destination), e in edges.items()
-                    ],
-                },
-            )  # fmt: skip
+                edges[namespace].setdefault((source, destination), EdgeIncrement()).add(increment)
+        for namespace, by_edge in edges.items():
+            await self._send(
+                (GRAPH, namespace),
+                {"type": "graph.delta", "edges": [[s, d, *_sums(e)] for (s, d), e in by_edge.items()]},
+            )
+        for service, by_side in sides.items():
+            await self._send(
+                (SERVICE, service),
+                {"type": "service.delta", **{side: _sums(e) for side, e in by_side.items()}},
+            )
+
+    async def _send(self, topic: Topic, message: dict[str, Any]) -> None:
+        self._seq[topic] += 1
+        await self._layer.group_send(
+            topic_group(topic), {**message, "topic": topic[0], "subject": topic[1], "seq": self._seq[topic]}
+        )
 
 
-def _snapshot(namespace: str, seconds: int) -> dict[str, Any]:
+def _live_window(seconds: int) -> tuple[dt.datetime, dt.datetime, int]:
     # The bucket still filling counts too: a live view shows the last seconds.
-    start, end, resolution = window_bounds(timezone.now() + dt.timedelta(seconds=10), seconds)
+    return window_bounds(timezone.now() + dt.timedelta(seconds=RAW_RESOLUTION_S), seconds)
+
+
+def _graph_snapshot(namespace: str, seconds: int) -> dict[str, Any]:
+    start, end, resolution = _live_window(seconds)
     buckets = buckets_in(start, end, resolution).filter(touching([namespace]), reporter=Reporter.OUTBOUND)
     graph = build_graph(buckets, "service", seconds)
     return {"type": "snapshot", "namespace": namespace, "window_s": seconds, "at": end.isoformat(), **graph}
 
 
+def _service_snapshot(service: str, seconds: int) -> dict[str, Any]:
+    start, end, resolution = _live_window(seconds)
+    inbound, outbound = service_sides(buckets_in(start, end, resolution), service)
+    points = seconds // resolution
+    return {
+        "type": "service_snapshot",
+        "service": service,
+        "window_s": seconds,
+        "step_s": resolution,
+        "at": end.isoformat(),
+        "inbound": series(inbound, start, points, resolution),
+        "outbound": series(outbound, start, points, resolution),
+    }
+
+
+@dataclass
+class _Subscription:
+    window_s: int
+    last_seq: int | None = None
+    stale: bool = False
+    # Sums ([requests, errors, bytes, latency seconds, latency counts]) since the last push, by edge or side.
+    pending: dict[Any, list[Any]] = field(default_factory=dict)
+
+
+def _add_sums(pending: dict[Any, list[Any]], key: Any, sums: list[Any]) -> None:
+    current = pending.get(key)
+    if current is None:
+        pending[key] = [*sums[:4], list(sums[4])]
+        return
+    for i in range(4):
+        current[i] += sums[i]
+    current[4] = [a + b for a, b in zip(current[4], sums[4], strict=True)]
+
+
+def _describe(sums: list[Any], seconds: float) -> dict[str, Any]:
+    requests, errors, size, latency_s, counts = sums
+    p50, p95, p99 = [None if v is None else round(v * 1000, 3) for v in percentiles(counts, (0.5, 0.95, 0.99))]
+    return {
+        "requests": requests,
+        "errors": errors,
+        "bytes": size,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "in_flight": round(latency_s / seconds, 3),
+    }
+
+
 class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
-    """``{"type": "subscribe", "topic": "graph", "namespace": "shop", "window": "1m"}``, then snapshots and deltas.
+    """``{"type": "subscribe", "topic": "graph", "namespace": "shop", "window": "1m"}`` or
+    ``{"type": "subscribe", "topic": "service", "service": "reviews.shop"}``, then snapshots and deltas.
 
     Only logged-in users reach it (``RequireAuthenticatedUser``); a namespace the
     user may not view closes the socket with 4403.
     """
 
     async def connect(self) -> None:
-        self.subscriptions: dict[str, int] = {}  # namespace → snapshot window (s)
-        self.last_seq: dict[str, int] = {}
-        self.pending: defaultdict[str, dict[tuple[str, str], list[Any]]] = defaultdict(dict)
-        self.stale: set[str] = set()
+        self.subscriptions: dict[Topic, _Subscription] = {}
         self.ticker: asyncio.Task[None] | None = None
+        self.last_push = asyncio.get_running_loop().time()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -103,8 +182,8 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
             self.ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.ticker
-        for namespace in self.subscriptions:
-            await self.channel_layer.group_discard(graph_group(namespace), self.channel_name)
+        for topic in self.subscriptions:
+            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -114,79 +193,93 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or content.get("type") not in ("subscribe", "unsubscribe"):
             await self.send_json({"type": "error", "detail": 'Send {"type": "subscribe", "topic": "graph", ...}.'})
             return
-        namespace = content.get("namespace")
-        if content.get("topic") != "graph" or not isinstance(namespace, str) or not namespace:
-            await self.send_json({"type": "error", "detail": "Give topic 'graph' and a namespace."})
+        kind = content.get("topic")
+        subject_field = _SUBJECT_FIELD.get(kind) if isinstance(kind, str) else None
+        subject = content.get(subject_field) if subject_field else None
+        if subject_field is None or not isinstance(subject, str) or not subject:
+            await self.send_json(
+                {"type": "error", "detail": "Give topic 'graph' and a namespace, or topic 'service' and a service."}
+            )
             return
+        if kind == SERVICE and "." not in subject:
+            await self.send_json({"type": "error", "detail": "Name the service as name.namespace."})
+            return
+        topic: Topic = (str(kind), subject)
         if content["type"] == "unsubscribe":
-            self.subscriptions.pop(namespace, None)
-            await self.channel_layer.group_discard(graph_group(namespace), self.channel_name)
+            self.subscriptions.pop(topic, None)
+            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
             return
         window = _WINDOWS.get(str(content.get("window", "1m")))
         if window is None:
             await self.send_json({"type": "error", "detail": f"window is one of {sorted(_WINDOWS)}."})
             return
+        namespace = subject if kind == GRAPH else subject.rpartition(".")[2]
         visible = await database_sync_to_async(visible_namespaces)(self.scope["user"])
         if visible is not None and namespace not in visible:
             await self.send_json({"type": "error", "detail": f"You may not view namespace {namespace!r}."})
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.subscriptions[namespace] = window
+        self.subscriptions[topic] = _Subscription(window)
         # Join first, then read: a delta committed in between arrives twice rather than never.
-        await self.channel_layer.group_add(graph_group(namespace), self.channel_name)
-        await self._send_snapshot(namespace)
+        await self.channel_layer.group_add(topic_group(topic), self.channel_name)
+        await self._send_snapshot(topic)
         if self.ticker is None:
             self.ticker = asyncio.create_task(self._tick())
 
-    async def graph_delta(self, event: dict[str, Any]) -> None:
-        namespace = event["namespace"]
-        if namespace not in self.subscriptions:
-            return
-        last = self.last_seq.get(namespace)
-        self.last_seq[namespace] = event["seq"]
+    def _accept(self, event: dict[str, Any]) -> _Subscription | None:
+        """The subscription an event belongs to, or ``None`` when it is not wanted or follows a gap."""
+        subscription = self.subscriptions.get((event["topic"], event["subject"]))
+        if subscription is None:
+            return None
+        last, subscription.last_seq = subscription.last_seq, event["seq"]
         if last is not None and event["seq"] != last + 1:
-            self.stale.add(namespace)  # messages were dropped: resend the whole picture
-            return
-        pending = self.pending[namespace]
-        for source, destination, requests, errors, size, counts in event["edges"]:
-            edge = pending.get((source, destination))
-            if edge is None:
-                pending[(source, destination)] = [requests, errors, size, list(counts)]
-            else:
-                edge[0] += requests
-                edge[1] += errors
-                edge[2] += size
-                edge[3] = [a + b for a, b in zip(edge[3], counts, strict=True)]
+            subscription.stale = True  # messages were dropped: resend the whole picture
+            return None
+        return subscription
 
-    async def _send_snapshot(self, namespace: str) -> None:
-        self.pending.pop(namespace, None)
-        snapshot = await database_sync_to_async(_snapshot)(namespace, self.subscriptions[namespace])
-        await self.send_json(snapshot)
+    async def graph_delta(self, event: dict[str, Any]) -> None:
+        subscription = self._accept(event)
+        if subscription is not None:
+            for source, destination, *sums in event["edges"]:
+                _add_sums(subscription.pending, (source, destination), sums)
+
+    async def service_delta(self, event: dict[str, Any]) -> None:
+        subscription = self._accept(event)
+        if subscription is not None:
+            for side in ("inbound", "outbound"):
+                if side in event:
+                    _add_sums(subscription.pending, side, event[side])
+
+    async def _send_snapshot(self, topic: Topic) -> None:
+        subscription = self.subscriptions[topic]
+        subscription.pending = {}
+        kind, subject = topic
+        build = _graph_snapshot if kind == GRAPH else _service_snapshot
+        await self.send_json(await database_sync_to_async(build)(subject, subscription.window_s))
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(PUSH_INTERVAL_S)
-            for namespace in list(self.stale):
-                self.stale.discard(namespace)
-                if namespace in self.subscriptions:
-                    await self._send_snapshot(namespace)
-            for namespace, edges in list(self.pending.items()):
-                if not edges or namespace not in self.subscriptions:
+            now = loop.time()
+            elapsed, self.last_push = max(now - self.last_push, 1e-3), now
+            for topic, subscription in list(self.subscriptions.items()):
+                if subscription.stale:
+                    subscription.stale = False
+                    await self._send_snapshot(topic)
                     continue
-                self.pending[namespace] = {}
-                await self.send_json(
-                    {"type": "delta", "namespace": namespace, "edges": [_describe(k, v) for k, v in edges.items()]}
-                )
+                if subscription.pending:
+                    pending, subscription.pending = subscription.pending, {}
+                    await self.send_json(_delta(topic, pending, elapsed))
 
 
-def _describe(edge: tuple[str, str], totals: list[Any]) -> dict[str, Any]:
-    requests, errors, size, counts = totals
-    p99 = percentile(counts, 0.99)
+def _delta(topic: Topic, pending: dict[Any, list[Any]], seconds: float) -> dict[str, Any]:
+    kind, subject = topic
+    if kind == GRAPH:
+        edges = [{"source": s, "destination": d, **_describe(sums, seconds)} for (s, d), sums in pending.items()]
+        return {"type": "delta", "namespace": subject, "edges": edges}
     return {
-        "source": edge[0],
-        "destination": edge[1],
-        "requests": requests,
-        "errors": errors,
-        "bytes": size,
-        "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+        "type": "service_delta",
+        "service": subject,
+        **{side: _describe(sums, seconds) for side, sums in pending.items()},
     }

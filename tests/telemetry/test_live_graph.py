@@ -103,12 +103,61 @@ async def test_a_subscriber_gets_a_snapshot_then_deltas_after_traffic(web: str, 
 
         # A gap in the numbering (messages the layer dropped for a slow consumer) brings a fresh snapshot.
         await get_channel_layer().group_send(
-            graph_group("shop"), {"type": "graph.delta", "namespace": "shop", "seq": 10_000, "edges": []}
+            graph_group("shop"),
+            {"type": "graph.delta", "topic": "graph", "subject": "shop", "seq": 10_000, "edges": []},
         )
         fresh = await _next(ws, "snapshot")
         assert [e["requests"] for e in fresh["edges"]] == [10], "the snapshot holds what was stored"
     finally:
         await ws.close()
+
+
+async def test_a_service_subscriber_gets_its_series_then_inbound_and_outbound_deltas(
+    web: str, grpc_server: MeshControlServer
+) -> None:
+    cookie = await _viewer_of("shop")
+    ws = await _open(web, cookie)
+    try:
+        await ws.send(json.dumps({"type": "subscribe", "topic": "service", "service": "reviews.shop", "window": "1m"}))
+        snapshot = await _next(ws, "service_snapshot")
+        assert (snapshot["service"], snapshot["step_s"], len(snapshot["inbound"])) == ("reviews.shop", 10, 6)
+        assert sum(point["requests"] for point in snapshot["inbound"] + snapshot["outbound"]) == 0
+
+        metrics = MeshMetrics()
+        exporter = MetricExporter(
+            f"127.0.0.1:{grpc_server.port}", {"service.name": "reviews", "service.namespace": "shop"}, metrics
+        )
+        for key, n in (
+            (("inbound", "web-v1", "reviews.shop", "reviews-v1", "2xx"), 4),
+            (("outbound", "reviews-v1", "ratings.shop", "ratings-v1", "5xx"), 2),
+            (("outbound", "reviews-v1", "details.other", "details-v1", "2xx"), 1),
+        ):
+            for _ in range(n):
+                metrics.observe(key, seconds=0.02, request_bytes=0, response_bytes=5, failed=key[4] == "5xx")
+        assert await exporter.export()
+        await exporter.close()
+
+        delta = await _next(ws, "service_delta")
+        assert delta["service"] == "reviews.shop"
+        assert (delta["inbound"]["requests"], delta["inbound"]["errors"], delta["inbound"]["bytes"]) == (4, 0, 20)
+        assert (delta["outbound"]["requests"], delta["outbound"]["errors"]) == (3, 2)
+        assert 10 < delta["inbound"]["p50_ms"] <= 25
+        assert delta["inbound"]["in_flight"] > 0
+    finally:
+        await ws.close()
+
+
+async def test_a_service_in_a_namespace_the_user_may_not_view_is_refused(
+    web: str, grpc_server: MeshControlServer
+) -> None:
+    cookie = await _viewer_of("shop")
+    ws = await _open(web, cookie)
+    await ws.send(json.dumps({"type": "subscribe", "topic": "service", "service": "ledger.vault"}))
+    assert (await _next(ws, "error"))["detail"].startswith("You may not view")
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), DEADLINE_S)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
 
 
 async def test_a_namespace_the_user_may_not_view_is_refused(web: str, grpc_server: MeshControlServer) -> None:
@@ -130,6 +179,8 @@ async def test_nonsense_gets_an_error_not_a_crash(web: str, grpc_server: MeshCon
             {"type": "dance"},
             {"type": "subscribe", "topic": "graph"},
             {"type": "subscribe", "topic": "graph", "namespace": "shop", "window": "1y"},
+            {"type": "subscribe", "topic": "service", "service": "no-namespace"},
+            {"type": "subscribe", "topic": "logs", "namespace": "shop"},
         ):
             await ws.send(json.dumps(bad))
             assert (await _next(ws, "error"))["detail"]
