@@ -163,7 +163,7 @@ def time_requests(client: Any, path: str, repeat: int) -> list[float]:
 def generate_traces(spans: int, services: int, at: dt.datetime) -> None:
 
     from meshui.telemetry.actions import do_store_spans
-    from meshui.telemetry.models import Span, TraceNamespace, TraceSummary
+    from meshui.telemetry.models import Span, TraceSummary
     from meshui.telemetry.span_store import SpanRow, epoch_us
 
     rng = random.Random(11)
@@ -198,7 +198,7 @@ def generate_traces(spans: int, services: int, at: dt.datetime) -> None:
             batch = []
             print(f"bench: {(t + 1) * per_trace} spans generated", flush=True)
     do_store_spans(batch)
-    for model in (Span, TraceSummary, TraceNamespace):
+    for model in (Span, TraceSummary):
         _settle(model._meta.db_table)
 
 

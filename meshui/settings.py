@@ -208,6 +208,8 @@ MESH_PUSH_TIMEOUT_SECONDS = env.env_int(_environ, "MESH_PUSH_TIMEOUT_SECONDS", 5
 MESH_OTLP_MAX_MESSAGE_BYTES = env.env_int(_environ, "MESH_OTLP_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1024)
 MESH_SPAN_INGEST_MAX_PENDING = env.env_int(_environ, "MESH_SPAN_INGEST_MAX_PENDING", 100_000, minimum=1)
 MESH_SPAN_INGEST_BATCH = env.env_int(_environ, "MESH_SPAN_INGEST_BATCH", 2000, minimum=1)
+# Batches stored at once on PostgreSQL (SQLite always takes one).
+MESH_SPAN_INGEST_WRITERS = env.env_int(_environ, "MESH_SPAN_INGEST_WRITERS", 2, minimum=1)
 # Re-export everything received to another OTLP/gRPC endpoint (host:port; empty: off).
 MESH_OTLP_FORWARD_ENDPOINT = env.env_str(_environ, "MESH_OTLP_FORWARD_ENDPOINT", "")
 MESH_METRICS_MAX_PENDING_SERIES = env.env_int(_environ, "MESH_METRICS_MAX_PENDING_SERIES", 100_000, minimum=1)

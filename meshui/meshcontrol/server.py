@@ -11,6 +11,7 @@ from datetime import timedelta
 import grpc
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -53,7 +54,9 @@ class MeshControlServer:
         self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
         control_pb2_grpc.add_MeshControlServicer_to_server(MeshControlServicer(), self._server)
         self.ingest = SpanIngest(
-            max_pending_spans=settings.MESH_SPAN_INGEST_MAX_PENDING, batch_spans=settings.MESH_SPAN_INGEST_BATCH
+            max_pending_spans=settings.MESH_SPAN_INGEST_MAX_PENDING,
+            batch_spans=settings.MESH_SPAN_INGEST_BATCH,
+            writers=settings.MESH_SPAN_INGEST_WRITERS if connection.vendor == "postgresql" else 1,
         )
         target = settings.MESH_OTLP_FORWARD_ENDPOINT
         self.forwarder = OtlpForwarder(target) if target else None

@@ -17,7 +17,6 @@ from meshui.telemetry.models import (
     EdgeBucket,
     RollupWatermark,
     Span,
-    TraceNamespace,
     TraceSummary,
 )
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
@@ -61,7 +60,6 @@ def do_prune_spans(now: dt.datetime, max_age: dt.timedelta, max_spans: int, *, c
         spans += _delete_in_chunks(Span.objects.filter(start__lt=keep_from), chunk)
     remaining = Span.objects.values("trace_id")
     traces = _delete_in_chunks(TraceSummary.objects.exclude(trace_id__in=remaining), chunk)
-    _delete_in_chunks(TraceNamespace.objects.exclude(trace_id__in=remaining), chunk)
     return Pruned(spans, traces)
 
 

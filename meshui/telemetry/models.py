@@ -65,7 +65,7 @@ class Span(models.Model):
 
 
 class TraceSummary(models.Model):
-    """A whole trace at a glance, recomputed from its spans whenever a batch adds to it."""
+    """A whole trace at a glance, brought up to date with every batch that adds spans to it."""
 
     trace_id = models.CharField(max_length=32, unique=True)
     root_service = models.CharField(max_length=253)
@@ -76,6 +76,13 @@ class TraceSummary(models.Model):
     span_count = models.PositiveIntegerField()
     error = models.BooleanField(help_text="Whether any span has an error status.")
     services = models.JSONField(default=list, help_text="Every service with a span in the trace, sorted.")
+    # The namespaces it touched, as the keys of an object ({"shop": true}): a trace is visible to whoever may
+    # view any one of them, and PostgreSQL and SQLite both test keys (has_any_keys).
+    namespaces = models.JSONField(default=dict, help_text="Every namespace with a span in the trace (as keys).")
+    # What ranks the root: a span without a parent beats one with, then the earlier start. Kept so a batch
+    # can be merged into the summary without reading the trace's stored spans again.
+    root_has_parent = models.BooleanField(default=False, help_text="The root's own parent never reached us.")
+    root_start = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -87,20 +94,6 @@ class TraceSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trace_id} {self.root_service} {self.root_operation}"
-
-
-class TraceNamespace(models.Model):
-    """Which namespaces a trace touched: a trace is visible to whoever may view any one of them."""
-
-    trace_id = models.CharField(max_length=32)
-    namespace = models.CharField(max_length=253)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["trace_id", "namespace"], name="trace_namespace_unique")]
-        indexes = [models.Index(fields=["namespace", "trace_id"], name="trace_namespace_lookup")]
-
-    def __str__(self) -> str:
-        return f"{self.trace_id} in {self.namespace}"
 
 
 # Latency histogram bounds in seconds, the same as the sidecars' (a test holds them equal). Fixed bounds

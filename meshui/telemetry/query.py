@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from meshui.accounts.models import namespace_access
 from meshui.accounts.roles import Capability
 from meshui.catalog.models import Namespace
-from meshui.telemetry.models import Span, TraceNamespace, TraceSummary
+from meshui.telemetry.models import Span, TraceSummary
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m)?\s*$")
 _UNIT_US = {None: 1, "us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
@@ -34,7 +34,7 @@ def visible_traces(user: Any) -> QuerySet[TraceSummary]:
     traces = TraceSummary.objects.all()
     if names is None:
         return traces
-    return traces.filter(trace_id__in=TraceNamespace.objects.filter(namespace__in=names).values("trace_id"))
+    return traces.filter(namespaces__has_any_keys=names) if names else traces.none()
 
 
 def visible_spans(user: Any, trace_id: str) -> QuerySet[Span]:

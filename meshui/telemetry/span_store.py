@@ -1,10 +1,11 @@
 """Spans into the store, and trace summaries recomputed from them, without a model object per span.
 
-On PostgreSQL a batch is streamed with ``COPY`` into a temporary table, then
-moved into ``Span`` with ``INSERT … ON CONFLICT DO NOTHING`` (so a retried
-batch stores nothing twice), and the touched traces' summaries are rebuilt by
-one ``INSERT … SELECT … GROUP BY`` over all their stored spans. Elsewhere
-(the embedded SQLite) the ORM does the same work in Python.
+On PostgreSQL a batch is streamed with ``COPY`` into a temporary table; one
+statement then moves it into ``Span`` with ``INSERT … ON CONFLICT DO
+NOTHING … RETURNING`` (so a retried batch stores nothing twice) and merges
+the spans it actually inserted into their traces' summaries, without reading
+the traces' stored spans again. Elsewhere (the embedded SQLite) the ORM
+recomputes the summaries from the stored spans, which gives the same rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import Count, Max, Min, Q
 
-from meshui.telemetry.models import Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 
 
 class SpanRow(NamedTuple):
@@ -47,6 +48,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SUMMARY_FIELDS = [
     "root_service",
     "root_operation",
+    "root_has_parent",
+    "root_start",
+    "namespaces",
     "start",
     "end",
     "duration_us",
@@ -78,46 +82,65 @@ CREATE TEMPORARY TABLE IF NOT EXISTS telemetry_span_incoming (
 ) ON COMMIT DELETE ROWS
 """
 _COPY_INCOMING = "COPY telemetry_span_incoming (" + ", ".join(SpanRow._fields) + ") FROM STDIN"
-# Times as exact integer arithmetic on microseconds (to_timestamp() goes through a double).
-_MOVE_INCOMING = """
-INSERT INTO telemetry_span (
-    trace_id, span_id, parent_span_id, service, namespace, operation, kind, start, "end", duration_us,
-    status, status_message, attributes, events, resource,
-    source_workload, destination_service, destination_workload, received_at
+# One statement per batch: move the new spans into Span (a span already stored is skipped, so a retried
+# batch adds nothing), then merge what was actually inserted into the summaries of its traces. The root is
+# the span without a parent, else the earliest (then the first stored); services sort by code point
+# (COLLATE "C"), as Python sorts them; status 2 is SpanStatus.ERROR. Times are exact integer arithmetic
+# on microseconds (to_timestamp() goes through a double).
+_MOVE_AND_SUMMARIZE = """
+WITH inserted AS (
+    INSERT INTO telemetry_span (
+        trace_id, span_id, parent_span_id, service, namespace, operation, kind, start, "end", duration_us,
+        status, status_message, attributes, events, resource,
+        source_workload, destination_service, destination_workload, received_at
+    )
+    SELECT trace_id, span_id, parent_span_id, service, namespace, operation, kind,
+           'epoch'::timestamptz + start_us * interval '1 microsecond',
+           'epoch'::timestamptz + end_us * interval '1 microsecond',
+           end_us - start_us, status, status_message, attributes::jsonb, events::jsonb, resource::jsonb,
+           source_workload, destination_service, destination_workload, now()
+    FROM telemetry_span_incoming
+    ON CONFLICT (trace_id, span_id) DO NOTHING
+    RETURNING id, trace_id, service, namespace, operation, parent_span_id <> '' AS has_parent, start, "end", status
+), batch AS (
+    SELECT trace_id,
+           (array_agg(service ORDER BY has_parent, start, id))[1] AS root_service,
+           (array_agg(operation ORDER BY has_parent, start, id))[1] AS root_operation,
+           bool_and(has_parent) AS root_has_parent,
+           (array_agg(start ORDER BY has_parent, start, id))[1] AS root_start,
+           min(start) AS start, max("end") AS "end", count(*) AS span_count, bool_or(status = 2) AS error,
+           jsonb_agg(DISTINCT service COLLATE "C" ORDER BY service COLLATE "C") AS services,
+           jsonb_object_agg(namespace, true) AS namespaces
+    FROM inserted
+    GROUP BY trace_id
 )
-SELECT trace_id, span_id, parent_span_id, service, namespace, operation, kind,
-       'epoch'::timestamptz + start_us * interval '1 microsecond',
-       'epoch'::timestamptz + end_us * interval '1 microsecond',
-       end_us - start_us, status, status_message, attributes::jsonb, events::jsonb, resource::jsonb,
-       source_workload, destination_service, destination_workload, now()
-FROM telemetry_span_incoming
-ON CONFLICT (trace_id, span_id) DO NOTHING
-"""
-_ADD_NAMESPACES = """
-INSERT INTO telemetry_tracenamespace (trace_id, namespace)
-SELECT DISTINCT trace_id, namespace FROM telemetry_span_incoming
-ON CONFLICT (trace_id, namespace) DO NOTHING
-"""
-# The root is the span without a parent; when that span never reached us, the earliest one. Status 2 is
-# SpanStatus.ERROR. Services sort by code point (COLLATE "C"), as Python sorts them.
-_REBUILD_SUMMARIES = """
-INSERT INTO telemetry_tracesummary (
-    trace_id, root_service, root_operation, start, "end", duration_us, span_count, error, services, updated_at
+INSERT INTO telemetry_tracesummary AS old (
+    trace_id, root_service, root_operation, root_has_parent, root_start, start, "end", duration_us,
+    span_count, error, services, namespaces, updated_at
 )
-SELECT trace_id,
-       (array_agg(service ORDER BY parent_span_id <> '', start, id))[1],
-       (array_agg(operation ORDER BY parent_span_id <> '', start, id))[1],
-       min(start), max("end"),
-       (extract(epoch FROM max("end") - min(start)) * 1000000)::bigint,
-       count(*), bool_or(status = 2),
-       jsonb_agg(DISTINCT service COLLATE "C" ORDER BY service COLLATE "C"), now()
-FROM telemetry_span
-WHERE trace_id = ANY(%s)
-GROUP BY trace_id
+SELECT trace_id, root_service, root_operation, root_has_parent, root_start, start, "end",
+       (extract(epoch FROM "end" - start) * 1000000)::bigint, span_count, error, services, namespaces, now()
+FROM batch
+ORDER BY trace_id
 ON CONFLICT (trace_id) DO UPDATE SET
-    root_service = EXCLUDED.root_service, root_operation = EXCLUDED.root_operation,
-    start = EXCLUDED.start, "end" = EXCLUDED."end", duration_us = EXCLUDED.duration_us,
-    span_count = EXCLUDED.span_count, error = EXCLUDED.error, services = EXCLUDED.services,
+    root_service = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
+                        THEN EXCLUDED.root_service ELSE old.root_service END,
+    root_operation = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
+                          THEN EXCLUDED.root_operation ELSE old.root_operation END,
+    root_start = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
+                      THEN EXCLUDED.root_start ELSE old.root_start END,
+    root_has_parent = old.root_has_parent AND EXCLUDED.root_has_parent,
+    start = least(old.start, EXCLUDED.start),
+    "end" = greatest(old."end", EXCLUDED."end"),
+    duration_us = (extract(epoch FROM greatest(old."end", EXCLUDED."end") - least(old.start, EXCLUDED.start))
+                   * 1000000)::bigint,
+    span_count = old.span_count + EXCLUDED.span_count,
+    error = old.error OR EXCLUDED.error,
+    services = (
+        SELECT jsonb_agg(DISTINCT name COLLATE "C" ORDER BY name COLLATE "C")
+        FROM jsonb_array_elements_text(old.services || EXCLUDED.services) AS name
+    ),
+    namespaces = old.namespaces || EXCLUDED.namespaces,
     updated_at = EXCLUDED.updated_at
 """
 
@@ -129,11 +152,7 @@ def _store_copy(rows: Sequence[SpanRow]) -> int:
         with raw.copy(_COPY_INCOMING) as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(_MOVE_INCOMING)
-        cursor.execute(_ADD_NAMESPACES)
-        # The ids as an array, not a subquery on the temporary table (which has no statistics): the
-        # planner then estimates a few rows per id and reads them through the (trace_id, span_id) index.
-        cursor.execute(_REBUILD_SUMMARIES, [sorted({row.trace_id for row in rows})])
+        cursor.execute(_MOVE_AND_SUMMARIZE)
         return int(cursor.rowcount)
 
 
@@ -173,12 +192,10 @@ def _model(row: SpanRow) -> Span:
 
 
 def _store_orm(rows: Sequence[SpanRow]) -> int:
+    """Insert, then recompute each touched trace's summary from all its stored spans (the same result as
+    PostgreSQL's merge)."""
     trace_ids = sorted({row.trace_id for row in rows})
     Span.objects.bulk_create([_model(row) for row in rows], ignore_conflicts=True, batch_size=500)
-    memberships = {(row.trace_id, row.namespace) for row in rows}
-    TraceNamespace.objects.bulk_create(
-        [TraceNamespace(trace_id=t, namespace=n) for t, n in sorted(memberships)], ignore_conflicts=True
-    )
     totals = {
         row["trace_id"]: row
         for row in Span.objects.filter(trace_id__in=trace_ids)
@@ -191,29 +208,35 @@ def _store_orm(rows: Sequence[SpanRow]) -> int:
         )
     }
     services: defaultdict[str, set[str]] = defaultdict(set)
+    namespaces: defaultdict[str, set[str]] = defaultdict(set)
     roots: dict[str, tuple[bool, dt.datetime, int, str, str]] = {}
-    for trace_id, service, operation, parent, start, pk in Span.objects.filter(trace_id__in=trace_ids).values_list(
-        "trace_id", "service", "operation", "parent_span_id", "start", "id"
-    ):
+    spans = Span.objects.filter(trace_id__in=trace_ids).values_list(
+        "trace_id", "service", "namespace", "operation", "parent_span_id", "start", "id"
+    )
+    for trace_id, service, namespace, operation, parent, start, pk in spans:
         services[trace_id].add(service)
+        namespaces[trace_id].add(namespace)
         candidate = (bool(parent), start, pk, service, operation)
         current = roots.get(trace_id)
         if current is None or candidate[:3] < current[:3]:
             roots[trace_id] = candidate
     summaries = []
     for trace_id, row in totals.items():
-        root_service, root_operation = roots[trace_id][3:]
+        has_parent, root_start, _, root_service, root_operation = roots[trace_id]
         summaries.append(
             TraceSummary(
                 trace_id=trace_id,
                 root_service=root_service,
                 root_operation=root_operation,
+                root_has_parent=has_parent,
+                root_start=root_start,
                 start=row["first"],
                 end=row["last"],
                 duration_us=(row["last"] - row["first"]) // dt.timedelta(microseconds=1),
                 span_count=row["count"],
                 error=row["errors"] > 0,
                 services=sorted(services[trace_id]),
+                namespaces=dict.fromkeys(sorted(namespaces[trace_id]), True),
             )
         )
     TraceSummary.objects.bulk_create(

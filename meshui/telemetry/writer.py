@@ -52,11 +52,13 @@ class CommitQueue(Generic[T]):
 
     what = "items"
 
-    def __init__(self, *, max_pending: int, max_batch: int) -> None:
+    def __init__(self, *, max_pending: int, max_batch: int, writers: int = 1) -> None:
         self._queue: deque[tuple[T, int, asyncio.Future[None]]] = deque()
         self._pending = 0
         self._max_pending = max_pending
         self._max_batch = max_batch
+        # Batches written at once (each in its own transaction); only where ``write`` is safe concurrently.
+        self.writers = writers
         self._wake = asyncio.Event()
         self._stopping = False
         self.refused_total = 0
@@ -87,6 +89,9 @@ class CommitQueue(Generic[T]):
         await done
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._writer_loop() for _ in range(self.writers)))
+
+    async def _writer_loop(self) -> None:
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
+from django.db import connection, connections, transaction
 
+from meshui.telemetry import span_store
 from meshui.telemetry.actions import do_store_spans
-from meshui.telemetry.models import Span, SpanStatus, TraceNamespace, TraceSummary
+from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 from meshui.telemetry.span_store import SpanRow, epoch_us
 
+DEADLINE_S = 20.0
 T0 = epoch_us(dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)) + 123  # not on a millisecond
 
 
@@ -57,7 +62,7 @@ def test_every_column_is_stored_as_decoded() -> None:
         "catalog.shop",
         "catalog-v1",
     )
-    assert list(TraceNamespace.objects.values_list("namespace", flat=True)) == ["shop"]
+    assert TraceSummary.objects.get().namespaces == {"shop": True}
 
 
 @pytest.mark.django_db
@@ -78,3 +83,55 @@ def test_without_a_parentless_span_the_earliest_is_the_root_and_services_sort_by
     assert (summary.start, summary.duration_us) == (Span.objects.get(span_id=f"{4:016x}").start, 40)
     do_store_spans([_row(5, "web", start=30)])  # the real root arrives later
     assert TraceSummary.objects.get().root_service == "web"
+
+
+def _blocked_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_on_one_trace_merge_into_one_summary() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers run on PostgreSQL only")
+    first_stored, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first_writer() -> None:
+        try:
+            with transaction.atomic():
+                span_store.store([_row(1, "web", end=40), _row(2, "catalog", parent=1, start=5, end=30)])
+                first_stored.set()
+                assert release.wait(DEADLINE_S)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def second_writer() -> None:
+        try:
+            # The same trace, one span again (a retry) and one new: it waits on the first's summary row.
+            do_store_spans([_row(2, "catalog", parent=1, start=5, end=30), _row(3, "Zeta", parent=2, end=90)])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first_writer), threading.Thread(target=second_writer)]
+    threads[0].start()
+    assert first_stored.wait(DEADLINE_S)
+    threads[1].start()
+    deadline = time.monotonic() + DEADLINE_S
+    while not _blocked_on_a_lock():
+        assert time.monotonic() < deadline, "the second writer never waited for the first"
+        time.sleep(0.01)  # polling interval, bounded by the deadline
+    release.set()
+    for thread in threads:
+        thread.join(DEADLINE_S)
+    assert not errors, errors
+    summary = TraceSummary.objects.get()
+    assert (Span.objects.count(), summary.span_count, summary.duration_us) == (3, 3, 90)
+    assert (summary.root_service, summary.services) == ("web", ["Zeta", "catalog", "web"])
