@@ -88,6 +88,7 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
                     errors=increment.errors,
                     request_bytes=increment.request_bytes,
                     response_bytes=increment.response_bytes,
+                    denied=increment.denied,
                     latency_sum_s=increment.latency_sum_s,
                 )
                 bucket.latency_counts = increment.latency_counts
@@ -97,6 +98,7 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
             bucket.errors += increment.errors
             bucket.request_bytes += increment.request_bytes
             bucket.response_bytes += increment.response_bytes
+            bucket.denied += increment.denied
             bucket.latency_sum_s += increment.latency_sum_s
             bucket.latency_counts = [
                 a + b for a, b in zip(bucket.latency_counts, increment.latency_counts, strict=True)
@@ -107,7 +109,15 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
     return len(created) + len(updated)
 
 
-_COUNTER_FIELDS = ["requests", "errors", "request_bytes", "response_bytes", "latency_sum_s", *LATENCY_COLUMNS]
+_COUNTER_FIELDS = [
+    "requests",
+    "errors",
+    "request_bytes",
+    "response_bytes",
+    "denied",
+    "latency_sum_s",
+    *LATENCY_COLUMNS,
+]
 
 
 def _bucket_key(bucket: EdgeBucket) -> EdgeKey:
@@ -155,6 +165,7 @@ def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta
                 errors=bucket.errors,
                 request_bytes=bucket.request_bytes,
                 response_bytes=bucket.response_bytes,
+                denied=bucket.denied,
                 latency_sum_s=bucket.latency_sum_s,
                 latency_counts=list(bucket.latency_counts),
             )

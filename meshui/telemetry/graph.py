@@ -34,6 +34,7 @@ class Totals:
     requests: int = 0
     errors: int = 0
     bytes: int = 0
+    denied: int = 0
     latency_counts: list[int] = field(default_factory=lambda: list(ZERO_COUNTS))
     # Seconds all the requests took together (only where the buckets were added one by one).
     latency_sum_s: float = 0.0
@@ -44,6 +45,7 @@ class Totals:
                 "requests": bucket.requests,
                 "errors": bucket.errors,
                 "bytes": bucket.request_bytes + bucket.response_bytes,
+                "denied": bucket.denied,
                 "latency_counts": bucket.latency_counts,
             }
         )
@@ -58,13 +60,14 @@ class Totals:
     def of(cls, row: dict[str, Any]) -> Totals:
         """The totals of one row of ``summed_rows``."""
         # Adding never changes a counts list in place, so the row's list can be shared.
-        return cls(row["requests"], row["errors"], row["bytes"], row["latency_counts"])
+        return cls(row["requests"], row["errors"], row["bytes"], row["denied"], row["latency_counts"])
 
     def add_sums(self, row: dict[str, Any]) -> None:
         """Add one row of ``summed_rows`` (the database's sums over a group of buckets)."""
         self.requests += row["requests"]
         self.errors += row["errors"]
         self.bytes += row["bytes"]
+        self.denied += row["denied"]
         self.latency_counts = add(self.latency_counts, row["latency_counts"])
 
     def describe(self, seconds: float) -> dict[str, Any]:
@@ -81,9 +84,9 @@ class Totals:
             "p95_ms": p95,
             "p99_ms": p99,
             "bytes": self.bytes,
-            # Filled in by the zero-trust work (mutual TLS, authorization); zero until then.
+            # Filled in by the zero-trust work (mutual TLS); zero until then.
             "mtls_share": 0.0,
-            "denied_rps": 0.0,
+            "denied_rps": round(self.denied / seconds, 3),
             "health": health(self.requests, error_rate),
         }
 
@@ -140,11 +143,12 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, A
             requests=_total("requests"),
             errors=_total("errors"),
             bytes=_total(F("request_bytes") + F("response_bytes")),
+            denied=_total("denied"),
             **{column: _total(column) for column in LATENCY_COLUMNS},
         )
     )
     sql, params = query.query.sql_with_params()
-    names = [*fields, "requests", "errors", "bytes"]
+    names = [*fields, "requests", "errors", "bytes", "denied"]
     latency_from = len(names)
     connection = connections[query.db]
     postgresql = connection.vendor == "postgresql"

@@ -122,6 +122,7 @@ class EdgeBucket(models.Model):
     errors = models.BigIntegerField(default=0)
     request_bytes = models.BigIntegerField(default=0)
     response_bytes = models.BigIntegerField(default=0)
+    denied = models.BigIntegerField(default=0, help_text="Requests an authorization policy refused.")
     latency_sum_s = models.FloatField(default=0.0)
     # One column per latency bucket (LATENCY_BOUNDS_S, then +Inf), not a JSON list, so that the database
     # adds histograms up itself: the graph of a whole mesh is one GROUP BY.

@@ -1,7 +1,7 @@
 """OTLP metric export requests turned into per-edge increments for ``EdgeBucket`` rows.
 
 The mesh's metrics (``mesh.requests``, ``mesh.request.errors``, the body
-sizes and ``mesh.request.duration``) are read; other metrics are ignored, not
+sizes, ``mesh.requests.denied`` and ``mesh.request.duration``) are read; other metrics are ignored, not
 refused. Only delta temporality is stored: a cumulative point cannot be added
 to a bucket without remembering every series' last value, so it is rejected
 (OTel SDKs export deltas with
@@ -30,6 +30,8 @@ _SUMS = {
     "mesh.request.errors": "errors",
     "mesh.request.body.size": "request_bytes",
     "mesh.response.body.size": "response_bytes",
+    # Requests an authorization policy refused (the zero-trust work sends it; zero until then).
+    "mesh.requests.denied": "denied",
 }
 _DURATION = "mesh.request.duration"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -43,6 +45,7 @@ class EdgeIncrement:
     errors: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+    denied: int = 0
     latency_sum_s: float = 0.0
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_S) + 1))
 
@@ -51,6 +54,7 @@ class EdgeIncrement:
         self.errors += other.errors
         self.request_bytes += other.request_bytes
         self.response_bytes += other.response_bytes
+        self.denied += other.denied
         self.latency_sum_s += other.latency_sum_s
         self.latency_counts = [a + b for a, b in zip(self.latency_counts, other.latency_counts, strict=True)]
 

@@ -74,6 +74,7 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     )
     meter = provider.get_meter("test")
     requests = meter.create_counter("mesh.requests")
+    denied = meter.create_counter("mesh.requests.denied")
     duration = meter.create_histogram("mesh.request.duration", unit="s")
     ok = {**EDGE, "mesh.status_class": "2xx"}
     failed = {**EDGE, "mesh.status_class": "5xx"}
@@ -83,6 +84,7 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     for _ in range(10):
         requests.add(1, failed)
         duration.record(0.2, failed)
+    denied.add(3, {**EDGE, "mesh.status_class": "4xx"})
     await asyncio.to_thread(reader.force_flush)
     requests.add(5, ok)  # a second delta export adds to the same bucket (or the next one)
     await asyncio.to_thread(reader.force_flush)
@@ -91,13 +93,17 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     rows = await sync_to_async(lambda: list(EdgeBucket.objects.filter(resolution_s=10)))()
     by_class: dict[str, dict[str, Any]] = {}
     for row in rows:
-        totals = by_class.setdefault(row.status_class, {"requests": 0, "counts": [0] * len(row.latency_counts)})
+        totals = by_class.setdefault(
+            row.status_class, {"requests": 0, "denied": 0, "counts": [0] * len(row.latency_counts)}
+        )
         totals["requests"] += row.requests
+        totals["denied"] += row.denied
         totals["counts"] = [a + b for a, b in zip(totals["counts"], row.latency_counts, strict=True)]
         assert (row.reporter, row.namespace, row.source_service) == ("outbound", "shop", "web")
         assert row.start.second % 10 == 0
     assert by_class["2xx"]["requests"] == 95
     assert by_class["5xx"]["requests"] == 10
+    assert (by_class["4xx"]["denied"], by_class["2xx"]["denied"]) == (3, 0)
     assert by_class["2xx"]["counts"][LATENCY_BOUNDS_S.index(0.0025)] == 90
     assert by_class["5xx"]["counts"][LATENCY_BOUNDS_S.index(0.25)] == 10
 
