@@ -106,7 +106,27 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
             updated.append(bucket)
         EdgeBucket.objects.bulk_create(created, batch_size=500)
         EdgeBucket.objects.bulk_update(updated, _COUNTER_FIELDS, batch_size=500)
+        if resolution_s == RAW_RESOLUTION_S:
+            _add_to_built_rollups(increments)
     return len(created) + len(updated)
+
+
+def _minute(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _add_to_built_rollups(increments: dict[EdgeKey, EdgeIncrement]) -> None:
+    """Late data for minutes whose rollups are built goes into them too, so they stay complete."""
+    watermark = RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S).first()
+    if watermark is None:
+        return
+    late: dict[EdgeKey, EdgeIncrement] = {}
+    for key, increment in increments.items():
+        minute = _minute(key[0])
+        if watermark.rolled_from <= minute < watermark.rolled_until:
+            late.setdefault((minute, *key[1:]), EdgeIncrement()).add(increment)
+    if late:
+        do_add_edge_increments(late, ROLLUP_RESOLUTION_S)
 
 
 _COUNTER_FIELDS = [
@@ -140,8 +160,11 @@ def _buckets_for(increments: dict[EdgeKey, EdgeIncrement], resolution_s: int) ->
     return EdgeBucket.objects.filter(resolution_s=resolution_s, start__in=starts, destination_service__in=destinations)
 
 
-def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta) -> int:
-    """Recompute the 1-minute rollups of every minute in ``[now - settle - lookback, now - settle)``.
+def do_roll_up(
+    now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta, max_backfill: dt.timedelta | None = None
+) -> int:
+    """Recompute the 1-minute rollups of every minute in ``[now - settle - lookback, now - settle)``, and
+    before that back to where built rollups end (no more than ``max_backfill``, the raw buckets' age limit).
 
     Rollups are rebuilt from the 10 s buckets rather than added to, so running
     this again (or after late data arrived within ``lookback``) gives the same
@@ -151,6 +174,12 @@ def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta
     end_epoch = int((now - settle).timestamp()) // ROLLUP_RESOLUTION_S * ROLLUP_RESOLUTION_S
     end = dt.datetime.fromtimestamp(end_epoch, tz=dt.UTC)
     start = end - lookback
+    watermark = RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S).first()
+    oldest = end - max_backfill if max_backfill is not None else None
+    # Built rollups stay one unbroken range: after an outage, rebuild the minutes no run covered.
+    contiguous = watermark is not None and (oldest is None or watermark.rolled_until >= oldest)
+    if watermark is not None and contiguous and watermark.rolled_until < start:
+        start = watermark.rolled_until
     totals: dict[EdgeKey, EdgeIncrement] = {}
     raw = EdgeBucket.objects.filter(resolution_s=RAW_RESOLUTION_S, start__gte=start, start__lt=end)
     for bucket in raw.iterator(chunk_size=2000):
@@ -173,14 +202,24 @@ def do_roll_up(now: dt.datetime, lookback: dt.timedelta, *, settle: dt.timedelta
     with transaction.atomic():
         EdgeBucket.objects.filter(resolution_s=ROLLUP_RESOLUTION_S, start__gte=start, start__lt=end).delete()
         do_add_edge_increments(totals, ROLLUP_RESOLUTION_S)
-        watermark, created = RollupWatermark.objects.select_for_update().get_or_create(
-            resolution_s=ROLLUP_RESOLUTION_S, defaults={"rolled_until": end}
-        )
-        # Only forward: a run with a shorter look-back (or a clock behind) must not hide built rollups.
-        if not created and watermark.rolled_until < end:
-            watermark.rolled_until = end
-            watermark.save(update_fields=["rolled_until"])
+        _record_rollups_built(start, end)
     return len(totals)
+
+
+def _record_rollups_built(start: dt.datetime, end: dt.datetime) -> None:
+    watermark, created = RollupWatermark.objects.select_for_update().get_or_create(
+        resolution_s=ROLLUP_RESOLUTION_S, defaults={"rolled_from": start, "rolled_until": end}
+    )
+    if created:
+        return
+    if start > watermark.rolled_until:
+        # A gap older than the raw buckets: what was built before it no longer joins up.
+        watermark.rolled_from, watermark.rolled_until = start, end
+    else:
+        # Only forward: a run with a shorter look-back (or a clock behind) must not hide built rollups.
+        watermark.rolled_from = min(watermark.rolled_from, start)
+        watermark.rolled_until = max(watermark.rolled_until, end)
+    watermark.save(update_fields=["rolled_from", "rolled_until"])
 
 
 def do_prune_edge_buckets(now: dt.datetime, raw_age: dt.timedelta, rollup_age: dt.timedelta) -> int:

@@ -232,15 +232,19 @@ def buckets_in(start: dt.datetime, end: dt.datetime, resolution: int) -> QuerySe
 
 
 def graph_buckets(start: dt.datetime, end: dt.datetime, resolution: int) -> QuerySet[EdgeBucket]:
-    """``buckets_in`` for a graph: where 1-minute rollups cover whole minutes of a 10 s window, those
-    instead of their six raw buckets each (up to the rollups' watermark)."""
+    """``buckets_in`` for a graph: where built 1-minute rollups cover whole minutes of a 10 s window, those
+    instead of their six raw buckets each."""
     if resolution != RAW_RESOLUTION_S:
         return buckets_in(start, end, resolution)
-    rolled_until = (
-        RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S).values_list("rolled_until", flat=True).first()
+    built = (
+        RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S)
+        .values_list("rolled_from", "rolled_until")
+        .first()
     )
-    first_minute = _minute_ceiling(start)
-    last_minute = min(_minute_floor(end), rolled_until) if rolled_until is not None else first_minute
+    if built is None:
+        return buckets_in(start, end, resolution)
+    first_minute = max(_minute_ceiling(start), _minute_ceiling(built[0]))
+    last_minute = min(_minute_floor(end), _minute_floor(built[1]))
     if last_minute <= first_minute:
         return buckets_in(start, end, resolution)
     rollups = Q(resolution_s=ROLLUP_RESOLUTION_S, start__gte=first_minute, start__lt=last_minute)

@@ -2,7 +2,9 @@
 
 Two topics: the graph of a namespace, and one service's inbound and outbound
 metrics. The metrics writer publishes each committed batch of increments to
-the Channels group of every topic it touches, numbered per topic. A
+two Channels groups per namespace it touches (its graph, and its services'
+sides together, so a mesh of a thousand services is still a few messages per
+batch), numbered per group. A
 subscribed socket coalesces what arrives and sends it at most once a second;
 a gap in the numbers means the channel layer dropped messages for a slow
 consumer (its queue is bounded), and the socket gets a fresh snapshot
@@ -46,15 +48,24 @@ _GROUP_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 Topic = tuple[str, str]  # (GRAPH, namespace) or (SERVICE, "name.namespace")
 
 
-def topic_group(topic: Topic) -> str:
-    kind, subject = topic
-    if not _GROUP_SAFE.match(subject):
-        subject = hashlib.sha256(subject.encode()).hexdigest()[:40]
-    return f"{kind}.{subject}"
+def _group(prefix: str, namespace: str) -> str:
+    if not _GROUP_SAFE.match(namespace):
+        namespace = hashlib.sha256(namespace.encode()).hexdigest()[:40]
+    return f"{prefix}.{namespace}"
 
 
 def graph_group(namespace: str) -> str:
-    return topic_group((GRAPH, namespace))
+    return _group("graph", namespace)
+
+
+def services_group(namespace: str) -> str:
+    return _group("services", namespace)
+
+
+def topic_group(topic: Topic) -> str:
+    """The group a topic's deltas arrive on: its namespace's graph, or its namespace's services."""
+    kind, subject = topic
+    return graph_group(subject) if kind == GRAPH else services_group(subject.rpartition(".")[2])
 
 
 def _edge_ends(key: EdgeKey) -> tuple[str, str, str]:
@@ -70,7 +81,7 @@ def _sums(e: EdgeIncrement) -> list[Any]:
 class LivePublisher:
     def __init__(self) -> None:
         self._layer = get_channel_layer()
-        self._seq: defaultdict[Topic, int] = defaultdict(int)
+        self._seq: defaultdict[str, int] = defaultdict(int)
 
     async def publish(self, increments: dict[EdgeKey, EdgeIncrement]) -> None:
         edges: defaultdict[str, dict[tuple[str, str], EdgeIncrement]] = defaultdict(dict)
@@ -87,20 +98,21 @@ class LivePublisher:
                 edges[namespace].setdefault((source, destination), EdgeIncrement()).add(increment)
         for namespace, by_edge in edges.items():
             await self._send(
-                (GRAPH, namespace),
-                {"type": "graph.delta", "edges": [[s, d, *_sums(e)] for (s, d), e in by_edge.items()]},
-            )
+                graph_group(namespace),
+                {"type": "graph.delta", "namespace": namespace,
+                 "edges": [[s, d, *_sums(e)] for (s, d), e in by_edge.items()]},
+            )  # fmt: skip
+        by_namespace: defaultdict[str, dict[str, dict[str, list[Any]]]] = defaultdict(dict)
         for service, by_side in sides.items():
+            by_namespace[service.rpartition(".")[2]][service] = {side: _sums(e) for side, e in by_side.items()}
+        for namespace, services in by_namespace.items():
             await self._send(
-                (SERVICE, service),
-                {"type": "service.delta", **{side: _sums(e) for side, e in by_side.items()}},
+                services_group(namespace), {"type": "service.delta", "namespace": namespace, "services": services}
             )
 
-    async def _send(self, topic: Topic, message: dict[str, Any]) -> None:
-        self._seq[topic] += 1
-        await self._layer.group_send(
-            topic_group(topic), {**message, "topic": topic[0], "subject": topic[1], "seq": self._seq[topic]}
-        )
+    async def _send(self, group: str, message: dict[str, Any]) -> None:
+        self._seq[group] += 1
+        await self._layer.group_send(group, {**message, "seq": self._seq[group]})
 
 
 def _live_window(seconds: int) -> tuple[dt.datetime, dt.datetime, int]:
@@ -133,7 +145,6 @@ def _service_snapshot(service: str, seconds: int) -> dict[str, Any]:
 @dataclass
 class _Subscription:
     window_s: int
-    last_seq: int | None = None
     stale: bool = False
     # Sums ([requests, errors, bytes, latency seconds, latency counts]) since the last push, by edge or side.
     pending: dict[Any, list[Any]] = field(default_factory=dict)
@@ -173,6 +184,8 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.subscriptions: dict[Topic, _Subscription] = {}
+        # The last message number seen per group, to notice messages the layer dropped.
+        self.group_seq: dict[str, int] = {}
         self.ticker: asyncio.Task[None] | None = None
         self.last_push = asyncio.get_running_loop().time()
         await self.accept()
@@ -180,10 +193,11 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Whatever ended the ticker, the socket still leaves its groups.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.ticker
-        for topic in self.subscriptions:
-            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
+        for group in {topic_group(topic) for topic in self.subscriptions}:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -207,7 +221,10 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         topic: Topic = (str(kind), subject)
         if content["type"] == "unsubscribe":
             self.subscriptions.pop(topic, None)
-            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
+            group = topic_group(topic)
+            if all(topic_group(other) != group for other in self.subscriptions):
+                await self.channel_layer.group_discard(group, self.channel_name)
+                self.group_seq.pop(group, None)
             return
         window = _WINDOWS.get(str(content.get("window", "1m")))
         if window is None:
@@ -226,32 +243,35 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         if self.ticker is None:
             self.ticker = asyncio.create_task(self._tick())
 
-    def _accept(self, event: dict[str, Any]) -> _Subscription | None:
-        """The subscription an event belongs to, or ``None`` when it is not wanted or follows a gap."""
-        subscription = self.subscriptions.get((event["topic"], event["subject"]))
-        if subscription is None:
-            return None
-        last, subscription.last_seq = subscription.last_seq, event["seq"]
-        if last is not None and event["seq"] != last + 1:
-            subscription.stale = True  # messages were dropped: resend the whole picture
-            return None
-        return subscription
+    def _in_sequence(self, group: str, seq: int) -> bool:
+        """Whether a group's message follows the last one; after a gap its topics get fresh snapshots."""
+        last, self.group_seq[group] = self.group_seq.get(group), seq
+        if last is None or seq == last + 1:
+            return True
+        for topic, subscription in self.subscriptions.items():
+            if topic_group(topic) == group:
+                subscription.stale = True  # messages were dropped: resend the whole picture
+        return False
 
     async def graph_delta(self, event: dict[str, Any]) -> None:
-        subscription = self._accept(event)
-        if subscription is not None:
+        subscription = self.subscriptions.get((GRAPH, event["namespace"]))
+        if self._in_sequence(graph_group(event["namespace"]), event["seq"]) and subscription is not None:
             for source, destination, *sums in event["edges"]:
                 _add_sums(subscription.pending, (source, destination), sums)
 
     async def service_delta(self, event: dict[str, Any]) -> None:
-        subscription = self._accept(event)
-        if subscription is not None:
-            for side in ("inbound", "outbound"):
-                if side in event:
-                    _add_sums(subscription.pending, side, event[side])
+        if not self._in_sequence(services_group(event["namespace"]), event["seq"]):
+            return
+        for service, sides in event["services"].items():
+            subscription = self.subscriptions.get((SERVICE, service))
+            if subscription is not None:
+                for side, sums in sides.items():
+                    _add_sums(subscription.pending, side, sums)
 
     async def _send_snapshot(self, topic: Topic) -> None:
-        subscription = self.subscriptions[topic]
+        subscription = self.subscriptions.get(topic)
+        if subscription is None:  # unsubscribed while a send was under way
+            return
         subscription.pending = {}
         kind, subject = topic
         build = _graph_snapshot if kind == GRAPH else _service_snapshot
@@ -264,6 +284,8 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
             now = loop.time()
             elapsed, self.last_push = max(now - self.last_push, 1e-3), now
             for topic, subscription in list(self.subscriptions.items()):
+                if topic not in self.subscriptions:
+                    continue
                 if subscription.stale:
                     subscription.stale = False
                     await self._send_snapshot(topic)

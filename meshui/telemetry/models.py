@@ -188,15 +188,16 @@ ROLLUP_RESOLUTION_S = 60
 
 
 class RollupWatermark(models.Model):
-    """How far rollups of one resolution have been built: every bucket before ``rolled_until`` has one.
+    """Which minutes have complete rollups: every one in ``[rolled_from, rolled_until)``.
 
-    The graph reads rollups up to here and raw buckets after (and around) it, which is a third of the rows
-    for a 5-minute window. Data arriving for a rolled-up minute after its rollup was built shows there from
-    the next rollup run on.
+    Rollup runs extend the range without gaps (a run after an outage first rebuilds the minutes it missed),
+    and raw increments for a minute inside it are added to that minute's rollup as they are stored. The
+    graph reads rollups there and raw buckets elsewhere, a third of the rows for a 5-minute window.
     """
 
     resolution_s = models.PositiveSmallIntegerField(unique=True)
+    rolled_from = models.DateTimeField()
     rolled_until = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.resolution_s}s rollups until {self.rolled_until:%Y-%m-%d %H:%M}"
+        return f"{self.resolution_s}s rollups {self.rolled_from:%Y-%m-%d %H:%M} to {self.rolled_until:%H:%M}"

@@ -9,6 +9,7 @@ cannot store unbounded blobs.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +76,35 @@ _KINDS = frozenset(SpanKind.values)
 _STATUSES = frozenset(SpanStatus.values)
 
 
+# JSON's escape for NUL, not itself escaped (an odd number of backslashes before "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class UnstorableError(ValueError):
+    """A value the store cannot hold: NaN or infinity (not JSON), or a NUL character (not in PostgreSQL text)."""
+
+
+def storable_json(value: Any) -> str:
+    """``value`` as JSON text the database takes; raises ``UnstorableError``."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise UnstorableError("attribute values must be finite numbers") from None
+    if _NUL_ESCAPE.search(text):
+        raise UnstorableError("strings must not contain NUL characters")
+    return text
+
+
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise UnstorableError("strings must not contain NUL characters")
+    return value
+
+
 def _events(span: trace_pb2.Span) -> str:
     if not span.events:
         return "[]"
-    return json.dumps(
+    return storable_json(
         [
             {
                 "name": event.name[:MAX_STRING],
@@ -108,35 +134,45 @@ def _span(span: trace_pb2.Span, resource: str, service: str, namespace: str, out
     attrs = attributes(span.attributes)
     kind = span.kind
     status = span.status
-    out.spans.append(
-        SpanRow(
+    try:
+        row = SpanRow(
             trace_id=trace_id.hex(),
             span_id=span_id.hex(),
             parent_span_id=parent.hex(),
             service=service,
             namespace=namespace,
-            operation=span.name[:255],
+            operation=_text(span.name[:255]),
             kind=kind if kind in _KINDS else SpanKind.UNSPECIFIED,
             # Exact integer microseconds: a float here would round differently from the stored durations.
             start_us=start // 1000,
             end_us=end // 1000,
             status=status.code if status.code in _STATUSES else SpanStatus.UNSET,
-            status_message=status.message[:1024],
-            attributes=json.dumps(attrs),
+            status_message=_text(status.message[:1024]),
+            attributes=storable_json(attrs),
             events=_events(span),
             resource=resource,
             source_workload=_edge_value(attrs, "mesh.source.workload"),
             destination_service=_edge_value(attrs, "mesh.destination.service"),
             destination_workload=_edge_value(attrs, "mesh.destination.workload"),
         )
-    )
+    except UnstorableError as exc:
+        out.reject(str(exc))
+        return
+    out.spans.append(row)
 
 
 def decode(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
     out = Decoded()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
-        resource_json = json.dumps(resource)
+        try:
+            # The service and namespace come from here too.
+            resource_json = storable_json(resource)
+        except UnstorableError as exc:
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    out.reject(f"resource: {exc}")
+            continue
         name = resource.get("service.name")
         service = name[:253] if isinstance(name, str) and name else _UNKNOWN_SERVICE
         namespace_value = resource.get("service.namespace")

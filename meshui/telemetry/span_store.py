@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q
 
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
@@ -123,12 +123,18 @@ SELECT trace_id, root_service, root_operation, root_has_parent, root_start, star
 FROM batch
 ORDER BY trace_id
 ON CONFLICT (trace_id) DO UPDATE SET
-    root_service = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
-                        THEN EXCLUDED.root_service ELSE old.root_service END,
-    root_operation = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
-                          THEN EXCLUDED.root_operation ELSE old.root_operation END,
-    root_start = CASE WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start) < (old.root_has_parent, old.root_start)
-                      THEN EXCLUDED.root_start ELSE old.root_start END,
+    root_service = CASE
+        WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start)
+             < (old.root_has_parent, coalesce(old.root_start, 'infinity'))
+        THEN EXCLUDED.root_service ELSE old.root_service END,
+    root_operation = CASE
+        WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start)
+             < (old.root_has_parent, coalesce(old.root_start, 'infinity'))
+        THEN EXCLUDED.root_operation ELSE old.root_operation END,
+    root_start = CASE
+        WHEN (EXCLUDED.root_has_parent, EXCLUDED.root_start)
+             < (old.root_has_parent, coalesce(old.root_start, 'infinity'))
+        THEN EXCLUDED.root_start ELSE old.root_start END,
     root_has_parent = old.root_has_parent AND EXCLUDED.root_has_parent,
     start = least(old.start, EXCLUDED.start),
     "end" = greatest(old."end", EXCLUDED."end"),
@@ -146,14 +152,18 @@ ON CONFLICT (trace_id) DO UPDATE SET
 
 
 def _store_copy(rows: Sequence[SpanRow]) -> int:
-    with connection.cursor() as cursor:
+    # The temporary table empties at commit: outside a transaction the COPY would commit (and vanish) alone.
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_CREATE_INCOMING)
         raw = cursor.cursor  # psycopg's own cursor, for COPY
         with raw.copy(_COPY_INCOMING) as copy:
             for row in rows:
                 copy.write_row(row)
         cursor.execute(_MOVE_AND_SUMMARIZE)
-        return int(cursor.rowcount)
+        traces = int(cursor.rowcount)
+        # A later batch in the same transaction must not move these rows again.
+        cursor.execute("TRUNCATE telemetry_span_incoming")
+        return traces
 
 
 # --- SQLite and others -------------------------------------------------------------------------------------

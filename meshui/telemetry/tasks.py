@@ -27,7 +27,12 @@ def prune_spans() -> dict[str, int]:
 @shared_task(name="meshui.telemetry.roll_up_metrics")
 def roll_up_metrics() -> int:
     # Ten minutes back on every run: late exports (an agent that lost the control plane for a while) still count.
-    return do_roll_up(timezone.now(), timedelta(minutes=10), settle=timedelta(seconds=20))
+    return do_roll_up(
+        timezone.now(),
+        timedelta(minutes=10),
+        settle=timedelta(seconds=20),
+        max_backfill=timedelta(hours=settings.MESH_METRICS_RAW_RETENTION_HOURS),
+    )
 
 
 @shared_task(name="meshui.telemetry.prune_metrics")

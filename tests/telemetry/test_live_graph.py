@@ -104,7 +104,7 @@ async def test_a_subscriber_gets_a_snapshot_then_deltas_after_traffic(web: str, 
         # A gap in the numbering (messages the layer dropped for a slow consumer) brings a fresh snapshot.
         await get_channel_layer().group_send(
             graph_group("shop"),
-            {"type": "graph.delta", "topic": "graph", "subject": "shop", "seq": 10_000, "edges": []},
+            {"type": "graph.delta", "namespace": "shop", "seq": 10_000, "edges": []},
         )
         fresh = await _next(ws, "snapshot")
         assert [e["requests"] for e in fresh["edges"]] == [10], "the snapshot holds what was stored"
@@ -122,6 +122,10 @@ async def test_a_service_subscriber_gets_its_series_then_inbound_and_outbound_de
         snapshot = await _next(ws, "service_snapshot")
         assert (snapshot["service"], snapshot["step_s"], len(snapshot["inbound"])) == ("reviews.shop", 10, 6)
         assert sum(point["requests"] for point in snapshot["inbound"] + snapshot["outbound"]) == 0
+        # Another service of the same namespace shares its group; leaving it must not leave reviews.shop's.
+        await ws.send(json.dumps({"type": "subscribe", "topic": "service", "service": "ratings.shop"}))
+        assert (await _next(ws, "service_snapshot"))["service"] == "ratings.shop"
+        await ws.send(json.dumps({"type": "unsubscribe", "topic": "service", "service": "ratings.shop"}))
 
         metrics = MeshMetrics()
         exporter = MetricExporter(

@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from meshui.telemetry.actions import do_add_edge_increments, do_prune_edge_buckets, do_roll_up
-from meshui.telemetry.models import LATENCY_BOUNDS_S, EdgeBucket
+from meshui.telemetry.models import LATENCY_BOUNDS_S, EdgeBucket, RollupWatermark
 from meshui.telemetry.otlp_metrics import EdgeIncrement
 
 T = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -76,11 +76,49 @@ def test_a_short_window_reads_rollups_for_whole_minutes_up_to_their_watermark(ad
     # Proof that whole minutes come from rollups: without their raw buckets the answer is the same.
     EdgeBucket.objects.filter(resolution_s=10, start__gte=T, start__lt=T + dt.timedelta(minutes=2)).delete()
     assert _graph_requests(admin_client, at) == 30
-    # Data arriving for a rolled-up minute shows from the next rollup run on.
+    # Data arriving for a rolled-up minute goes into its rollup as it is stored.
     _raw(T + dt.timedelta(seconds=30), 5)
-    assert _graph_requests(admin_client, at) == 30
+    assert _graph_requests(admin_client, at) == 35
     do_roll_up(T + dt.timedelta(minutes=2, seconds=20), dt.timedelta(minutes=10), settle=dt.timedelta(seconds=20))
     assert _graph_requests(admin_client, at) == 35 - 12, "the rebuilt minutes hold only the raw buckets left"
+
+
+def _hour_requests(client: APIClient) -> int:
+    response = client.get(f"/api/v1/graph/?window=1h&at={T.isoformat().replace('+00:00', 'Z')}")
+    assert response.status_code == 200, response.content
+    return sum(edge["requests"] for edge in response.json()["edges"])
+
+
+ROLL = {"lookback": dt.timedelta(minutes=10), "settle": dt.timedelta(seconds=20)}
+
+
+@pytest.mark.django_db
+def test_rollups_never_hide_raw_buckets_after_an_outage_a_first_run_or_very_late_data(
+    admin_client: APIClient,
+) -> None:
+    for step in range(-6 * 40, 0):  # one request every 10 s over the 40 minutes before T
+        _raw(T + dt.timedelta(seconds=10 * step), 1)
+    assert _hour_requests(admin_client) == 240
+    # The first run covers its look-back only; the older minutes stay raw.
+    do_roll_up(T - dt.timedelta(minutes=30), **ROLL)
+    assert _hour_requests(admin_client) == 240
+    # Beat was down for 30 minutes: the next run rebuilds the minutes it missed.
+    do_roll_up(T + dt.timedelta(seconds=20), **ROLL, max_backfill=dt.timedelta(hours=24))
+    watermark = RollupWatermark.objects.get()
+    assert (watermark.rolled_from, watermark.rolled_until) == (T - dt.timedelta(minutes=41), T)
+    assert _hour_requests(admin_client) == 240
+    # Data 35 minutes late, far beyond the look-back, still counts.
+    _raw(T - dt.timedelta(minutes=35), 7)
+    assert _hour_requests(admin_client) == 247
+
+
+@pytest.mark.django_db
+def test_a_gap_longer_than_the_raw_buckets_last_starts_the_rollups_over() -> None:
+    do_roll_up(T, **ROLL)
+    do_roll_up(T + dt.timedelta(hours=30), **ROLL, max_backfill=dt.timedelta(hours=24))
+    watermark = RollupWatermark.objects.get()
+    end = T + dt.timedelta(hours=30) - dt.timedelta(seconds=60)
+    assert (watermark.rolled_from, watermark.rolled_until) == (end - dt.timedelta(minutes=10), end)
 
 
 @pytest.mark.django_db

@@ -94,7 +94,17 @@ def _blocked_on_a_lock() -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_writers_on_one_trace_merge_into_one_summary() -> None:
+@pytest.mark.parametrize(
+    "second_batch",
+    [
+        # A retried span and a new one: the second writer waits at the span's unique index.
+        [(2, "catalog", 1, 5, 30), (3, "Zeta", 2, 0, 90)],
+        # Only a new span: it waits for the first writer's summary row, then adds to its committed version.
+        [(3, "Zeta", 2, 0, 90)],
+    ],
+    ids=["retried-span", "new-spans-only"],
+)
+def test_two_writers_on_one_trace_merge_into_one_summary(second_batch: list[tuple[int, str, int, int, int]]) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers run on PostgreSQL only")
     first_stored, release = threading.Event(), threading.Event()
@@ -113,8 +123,7 @@ def test_two_writers_on_one_trace_merge_into_one_summary() -> None:
 
     def second_writer() -> None:
         try:
-            # The same trace, one span again (a retry) and one new: it waits on the first's summary row.
-            do_store_spans([_row(2, "catalog", parent=1, start=5, end=30), _row(3, "Zeta", parent=2, end=90)])
+            do_store_spans([_row(n, svc, parent=p, start=a, end=b) for n, svc, p, a, b in second_batch])
         except BaseException as exc:
             errors.append(exc)
         finally:

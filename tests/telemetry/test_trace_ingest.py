@@ -169,6 +169,22 @@ async def test_malformed_spans_are_rejected_one_by_one(server: MeshControlServer
     assert stored == [f"{2:016x}"]
 
 
+async def test_values_the_database_cannot_hold_reject_their_span_not_the_batch(server: MeshControlServer) -> None:
+    assert server.port is not None
+    not_a_number = _span(12, 1)
+    not_a_number.attributes.add(key="ratio", value=common_pb2.AnyValue(double_value=float("nan")))
+    nul_in_name = _span(12, 2, name="GET /\x00")
+    nul_in_value = _span(12, 3)
+    nul_in_value.attributes.add(key="user", value=common_pb2.AnyValue(string_value="a\x00b"))
+    response = await _export(server.port, _request(not_a_number, nul_in_name, nul_in_value, _span(12, 4)))
+    assert response.partial_success.rejected_spans == 3
+    stored = await sync_to_async(lambda: list(Span.objects.values_list("span_id", flat=True)))()
+    assert stored == [f"{4:016x}"], "the good span of the same batch is stored"
+    # A resource the database cannot hold rejects the spans under it.
+    bad_resource = _request(_span(13, 1), service="web\x00")
+    assert (await _export(server.port, bad_resource)).partial_success.rejected_spans == 1
+
+
 async def test_an_oversized_request_is_refused_whole(server: MeshControlServer) -> None:
     assert server.port is not None
     big = [_span(13, i, name="x" * 1000) for i in range(1, 200)]  # ~200 kB, over the 64 kB limit

@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('resolution_s', models.PositiveSmallIntegerField(unique=True)),
+                ('rolled_from', models.DateTimeField()),
                 ('rolled_until', models.DateTimeField()),
             ],
         ),

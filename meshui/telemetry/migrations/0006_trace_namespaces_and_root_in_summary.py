@@ -4,7 +4,30 @@ without a membership table or a second read of the trace's spans."""
 from django.db import migrations, models
 
 
+_BACKFILL_POSTGRESQL = [
+    """
+    UPDATE telemetry_tracesummary AS s SET namespaces = m.names
+    FROM (SELECT trace_id, jsonb_object_agg(namespace, true) AS names FROM telemetry_tracenamespace GROUP BY trace_id) m
+    WHERE s.trace_id = m.trace_id
+    """,
+    """
+    UPDATE telemetry_tracesummary AS s SET root_has_parent = r.has_parent, root_start = r.start
+    FROM (
+        SELECT DISTINCT ON (trace_id) trace_id, parent_span_id <> '' AS has_parent, start
+        FROM telemetry_span ORDER BY trace_id, parent_span_id <> '', start, id
+    ) r
+    WHERE s.trace_id = r.trace_id
+    """,
+    "UPDATE telemetry_tracesummary SET root_start = start WHERE root_start IS NULL",
+]
+
+
 def _backfill(apps, schema_editor):  # type: ignore[no-untyped-def]
+    if schema_editor.connection.vendor == "postgresql":
+        # Set-based: a store of millions of traces would take hours row by row.
+        for statement in _BACKFILL_POSTGRESQL:
+            schema_editor.execute(statement)
+        return
     summaries = apps.get_model("telemetry", "TraceSummary")
     spans = apps.get_model("telemetry", "Span")
     memberships = apps.get_model("telemetry", "TraceNamespace")
