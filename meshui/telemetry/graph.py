@@ -40,37 +40,37 @@ class Totals:
     latency_sum_s: float = 0.0
 
     def add(self, bucket: EdgeBucket) -> None:
-        self.add_sums(
-            {
-                "requests": bucket.requests,
-                "errors": bucket.errors,
-                "bytes": bucket.request_bytes + bucket.response_bytes,
-                "denied": bucket.denied,
-                "latency_counts": bucket.latency_counts,
-            }
+        self.add_totals(
+            Totals(
+                bucket.requests,
+                bucket.errors,
+                bucket.request_bytes + bucket.response_bytes,
+                bucket.denied,
+                bucket.latency_counts,
+                bucket.latency_sum_s,
+            )
         )
-        self.latency_sum_s += bucket.latency_sum_s
 
     def in_flight(self, seconds: float) -> float:
         """Mean requests in flight over ``seconds`` by Little's law: the time the requests spent, divided by
         the time they spent it in (each request counts in the interval it ended in)."""
         return round(self.latency_sum_s / seconds, 3)
 
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> Totals:
-        """The totals of one row of ``summed_rows``."""
-        # Adding never changes a counts list in place, so the row's list can be shared.
-        return cls(row["requests"], row["errors"], row["bytes"], row["denied"], row["latency_counts"])
+    def copy(self) -> Totals:
+        # Adding never changes a counts list in place, so the copy can share it.
+        return Totals(self.requests, self.errors, self.bytes, self.denied, self.latency_counts, self.latency_sum_s)
 
-    def add_sums(self, row: dict[str, Any]) -> None:
-        """Add one row of ``summed_rows`` (the database's sums over a group of buckets)."""
-        self.requests += row["requests"]
-        self.errors += row["errors"]
-        self.bytes += row["bytes"]
-        self.denied += row["denied"]
-        self.latency_counts = add(self.latency_counts, row["latency_counts"])
+    def add_totals(self, other: Totals) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.bytes += other.bytes
+        self.denied += other.denied
+        self.latency_counts = add(self.latency_counts, other.latency_counts)
+        self.latency_sum_s += other.latency_sum_s
 
-    def describe(self, seconds: float) -> dict[str, Any]:
+    def describe(self, seconds: float, thresholds: tuple[float, float] | None = None) -> dict[str, Any]:
+        """Rates, percentiles and health over ``seconds``; ``thresholds`` (failing, degraded error rates)
+        default to the settings."""
         error_rate = self.errors / self.requests if self.requests else 0.0
         p50, p95, p99 = [
             None if value is None else round(value * 1000, 3)
@@ -87,16 +87,22 @@ class Totals:
             # Filled in by the zero-trust work (mutual TLS); zero until then.
             "mtls_share": 0.0,
             "denied_rps": round(self.denied / seconds, 3),
-            "health": health(self.requests, error_rate),
+            "health": health(self.requests, error_rate, thresholds or health_thresholds()),
         }
 
 
-def health(requests: int, error_rate: float) -> str:
+def health_thresholds() -> tuple[float, float]:
+    """(failing, degraded) error rates from the settings."""
+    return settings.MESH_HEALTH_FAILING_ERROR_RATE, settings.MESH_HEALTH_DEGRADED_ERROR_RATE
+
+
+def health(requests: int, error_rate: float, thresholds: tuple[float, float]) -> str:
     if not requests:
         return "idle"
-    if error_rate >= settings.MESH_HEALTH_FAILING_ERROR_RATE:
+    failing, degraded = thresholds
+    if error_rate >= failing:
         return "failing"
-    if error_rate >= settings.MESH_HEALTH_DEGRADED_ERROR_RATE:
+    if error_rate >= degraded:
         return "degraded"
     return "healthy"
 
@@ -108,15 +114,14 @@ _END_FIELDS = {
 }
 
 
-def _node_ids(row: dict[str, Any], group: str) -> tuple[str, str]:
-    """(source node, destination node) of a group of caller-reported buckets."""
-    destination_namespace = row["destination_service"].rpartition(".")[2]
+def _node_ids(ends: tuple[Any, ...], group: str) -> tuple[str, str]:
+    """(source node, destination node) of a group of caller-reported buckets, from its ``_END_FIELDS``."""
     if group == "workload":
-        source = f"{row['source_workload']}.{row['namespace']}"
-        workload = row["destination_workload"] or "unknown"
-        return source, f"{workload}.{destination_namespace}"
-    source = f"{row['source_service'] or 'unknown'}.{row['namespace']}"
-    return source, row["destination_service"]
+        namespace, source_workload, destination_service, destination_workload = ends
+        destination_namespace = destination_service.rpartition(".")[2]
+        return f"{source_workload}.{namespace}", f"{destination_workload or 'unknown'}.{destination_namespace}"
+    namespace, source_service, destination_service = ends
+    return f"{source_service or 'unknown'}.{namespace}", destination_service
 
 
 def _total(expression: str | F | CombinedExpression) -> Cast:
@@ -129,9 +134,9 @@ def _total(expression: str | F | CombinedExpression) -> Cast:
 _GRAPH_WORK_MEM = "64MB"
 
 
-def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, Any]]:
-    """Buckets added up by the database per distinct ``fields``: requests, errors, bytes and the latency
-    counts, one dict per group.
+def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[tuple[tuple[Any, ...], Totals]]:
+    """Buckets added up by the database per distinct ``fields``: (the fields' values, their totals of
+    requests, errors, bytes, denied and latency counts), one pair per group.
 
     Read straight from the cursor: thousands of rows of nineteen sums each would otherwise spend longer
     in per-value converters than in the database.
@@ -148,8 +153,8 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, A
         )
     )
     sql, params = query.query.sql_with_params()
-    names = [*fields, "requests", "errors", "bytes", "denied"]
-    latency_from = len(names)
+    ends = len(fields)
+    latency_from = ends + 4
     connection = connections[query.db]
     postgresql = connection.vendor == "postgresql"
     # Only PostgreSQL needs a transaction here (for SET LOCAL); on SQLite one would be BEGIN IMMEDIATE,
@@ -160,7 +165,7 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[dict[str, A
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
-        {**dict(zip(names, row[:latency_from], strict=True)), "latency_counts": list(row[latency_from:])}
+        (row[:ends], Totals(row[ends], row[ends + 1], row[ends + 2], row[ends + 3], list(row[latency_from:])))
         for row in rows
     ]
 
@@ -176,6 +181,7 @@ def service_sides(buckets: QuerySet[EdgeBucket], service: str) -> tuple[QuerySet
 def series(buckets: Any, start: dt.datetime, points: int, step: int) -> list[dict[str, Any]]:
     """``points`` steps of ``step`` seconds from ``start``: requests, rates, percentiles and in-flight of the
     buckets that start in each."""
+    thresholds = health_thresholds()
     totals = [Totals() for _ in range(points)]
     for bucket in buckets:
         index = int((bucket.start - start).total_seconds()) // step
@@ -183,7 +189,7 @@ def series(buckets: Any, start: dt.datetime, points: int, step: int) -> list[dic
             totals[index].add(bucket)
     points_out = []
     for index, total in enumerate(totals):
-        described = total.describe(step)
+        described = total.describe(step, thresholds)
         points_out.append(
             {
                 "time": start + dt.timedelta(seconds=index * step),
@@ -199,28 +205,29 @@ def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> di
     inbound: dict[str, Totals] = {}
     sources: set[str] = set()
     # Thousands of rows: each starts its edge's and its destination's totals rather than being added to zeros.
-    for row in summed_rows(buckets, *_END_FIELDS[group]):
-        key = _node_ids(row, group)
+    for ends, totals in summed_rows(buckets, *_END_FIELDS[group]):
+        key = _node_ids(ends, group)
         edge = edges.get(key)
         if edge is None:
-            edges[key] = Totals.of(row)
+            edges[key] = totals
         else:
-            edge.add_sums(row)
+            edge.add_totals(totals)
         node = inbound.get(key[1])
         if node is None:
-            inbound[key[1]] = Totals.of(row)
+            inbound[key[1]] = totals.copy()
         else:
-            node.add_sums(row)
+            node.add_totals(totals)
         sources.add(key[0])
     nodes = sources | inbound.keys()
+    thresholds = health_thresholds()
     return {
         "nodes": [
             {"id": node, "name": node.rpartition(".")[0], "namespace": node.rpartition(".")[2],
-             **inbound.get(node, Totals()).describe(seconds)}
+             **inbound.get(node, Totals()).describe(seconds, thresholds)}
             for node in sorted(nodes)
         ],
         "edges": [
-            {"source": source, "destination": destination, **totals.describe(seconds)}
+            {"source": source, "destination": destination, **totals.describe(seconds, thresholds)}
             for (source, destination), totals in sorted(edges.items())
         ],
     }  # fmt: skip
