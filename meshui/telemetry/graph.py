@@ -132,6 +132,7 @@ def _total(expression: str | F | CombinedExpression) -> Cast:
 # Hash-aggregating a mesh's worth of buckets needs more than PostgreSQL's default 4 MB of sort memory;
 # below it the groups spill to disk. Set for the graph query's transaction only.
 _GRAPH_WORK_MEM = "64MB"
+_GRAPH_RANDOM_PAGE_COST = "1.1"
 
 
 def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[tuple[tuple[Any, ...], Totals]]:
@@ -162,6 +163,10 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[tuple[tuple
     with transaction.atomic(using=query.db) if postgresql else nullcontext(), connection.cursor() as cursor:
         if postgresql:
             cursor.execute("SET LOCAL work_mem = %s", [_GRAPH_WORK_MEM])
+            # A window's buckets are a few time ranges of the table: read through the index on
+            # (resolution, start). PostgreSQL's default random_page_cost (4) prices storage as spinning
+            # disks and picks a full scan that is slower here (about 104 against 79 ms on the benchmark).
+            cursor.execute("SET LOCAL random_page_cost = %s", [_GRAPH_RANDOM_PAGE_COST])
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
