@@ -396,6 +396,7 @@ def main() -> int:
         generate_mesh(1000, 5000, 30, at)
         # What Celery beat does every minute: whole minutes of the window then come from 1-minute rollups.
         do_roll_up(at, dt.timedelta(minutes=10), settle=dt.timedelta(seconds=20))
+        _settle("telemetry_edgebucket")  # statistics that include the rollups, as autovacuum would keep them
         graph_ms = time_requests(client, "/api/v1/graph/?window=5m", 10)
         print(f"bench: graph p50 {statistics.median(graph_ms):.0f} ms", flush=True)
         print(f"bench: generating {args.spans} spans", flush=True)

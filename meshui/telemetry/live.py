@@ -4,10 +4,11 @@ Two topics: the graph of a namespace, and one service's inbound and outbound
 metrics. The metrics writer publishes each committed batch of increments to
 two Channels groups per namespace it touches (its graph, and its services'
 sides together, so a mesh of a thousand services is still a few messages per
-batch), numbered per group. A
-subscribed socket coalesces what arrives and sends it at most once a second;
-a gap in the numbers means the channel layer dropped messages for a slow
-consumer (its queue is bounded), and the socket gets a fresh snapshot
+batch), numbered per group. A subscribed socket sends what arrives at once
+when it sent nothing in the last second, else gathers it until a second has
+passed (at most one push a second, and no wait for a tick when traffic is
+sparse); a gap in the numbers means the channel layer dropped messages for
+a slow consumer (its queue is bounded), and the socket gets a fresh snapshot
 instead of a hole.
 """
 
@@ -186,16 +187,17 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         self.subscriptions: dict[Topic, _Subscription] = {}
         # The last message number seen per group, to notice messages the layer dropped.
         self.group_seq: dict[str, int] = {}
-        self.ticker: asyncio.Task[None] | None = None
-        self.last_push = asyncio.get_running_loop().time()
+        # The task that sends what is pending once a second has passed since the last push.
+        self.flusher: asyncio.Task[None] | None = None
+        self.last_push = asyncio.get_running_loop().time() - PUSH_INTERVAL_S
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.ticker is not None:
-            self.ticker.cancel()
-            # Whatever ended the ticker, the socket still leaves its groups.
+        if self.flusher is not None:
+            self.flusher.cancel()
+            # Whatever ended the flusher, the socket still leaves its groups.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.ticker
+                await self.flusher
         for group in {topic_group(topic) for topic in self.subscriptions}:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -240,8 +242,6 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         # Join first, then read: a delta committed in between arrives twice rather than never.
         await self.channel_layer.group_add(topic_group(topic), self.channel_name)
         await self._send_snapshot(topic)
-        if self.ticker is None:
-            self.ticker = asyncio.create_task(self._tick())
 
     def _in_sequence(self, group: str, seq: int) -> bool:
         """Whether a group's message follows the last one; after a gap its topics get fresh snapshots."""
@@ -251,6 +251,7 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         for topic, subscription in self.subscriptions.items():
             if topic_group(topic) == group:
                 subscription.stale = True  # messages were dropped: resend the whole picture
+        self._flush_soon()
         return False
 
     async def graph_delta(self, event: dict[str, Any]) -> None:
@@ -258,6 +259,7 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         if self._in_sequence(graph_group(event["namespace"]), event["seq"]) and subscription is not None:
             for source, destination, *sums in event["edges"]:
                 _add_sums(subscription.pending, (source, destination), sums)
+            self._flush_soon()
 
     async def service_delta(self, event: dict[str, Any]) -> None:
         if not self._in_sequence(services_group(event["namespace"]), event["seq"]):
@@ -267,6 +269,7 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
             if subscription is not None:
                 for side, sums in sides.items():
                     _add_sums(subscription.pending, side, sums)
+                self._flush_soon()
 
     async def _send_snapshot(self, topic: Topic) -> None:
         subscription = self.subscriptions.get(topic)
@@ -277,12 +280,18 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
         build = _graph_snapshot if kind == GRAPH else _service_snapshot
         await self.send_json(await database_sync_to_async(build)(subject, subscription.window_s))
 
-    async def _tick(self) -> None:
+    def _flush_soon(self) -> None:
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(PUSH_INTERVAL_S)
-            now = loop.time()
-            elapsed, self.last_push = max(now - self.last_push, 1e-3), now
+        # Until nothing waits: what arrives while this sends goes out a second later, from this same task.
+        while any(subscription.pending or subscription.stale for subscription in self.subscriptions.values()):
+            wait = self.last_push + PUSH_INTERVAL_S - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.last_push = loop.time()
             for topic, subscription in list(self.subscriptions.items()):
                 if topic not in self.subscriptions:
                     continue
@@ -292,7 +301,8 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
                     continue
                 if subscription.pending:
                     pending, subscription.pending = subscription.pending, {}
-                    await self.send_json(_delta(topic, pending, elapsed))
+                    # Agents export a delta a second; in-flight is over that interval.
+                    await self.send_json(_delta(topic, pending, PUSH_INTERVAL_S))
 
 
 def _delta(topic: Topic, pending: dict[Any, list[Any]], seconds: float) -> dict[str, Any]:
