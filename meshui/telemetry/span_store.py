@@ -22,7 +22,7 @@ from django.db.models import Count, Max, Min, Q
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 
 
-class SpanRow(NamedTuple):
+class SpanRow(NamedTuple):  # the PostgreSQL path COPYs these fields in this order (_INCOMING_TYPES)
     """One span as decoded, in ``Span``'s terms; times in microseconds since the epoch, JSON as text."""
 
     trace_id: str
@@ -81,7 +81,9 @@ CREATE TEMPORARY TABLE IF NOT EXISTS telemetry_span_incoming (
     source_workload text, destination_service text, destination_workload text
 ) ON COMMIT DELETE ROWS
 """
-_COPY_INCOMING = "COPY telemetry_span_incoming (" + ", ".join(SpanRow._fields) + ") FROM STDIN"
+# Binary COPY: about half the client CPU of text per row. The types follow SpanRow's fields in order.
+_COPY_INCOMING = "COPY telemetry_span_incoming (" + ", ".join(SpanRow._fields) + ") FROM STDIN (FORMAT BINARY)"
+_INCOMING_TYPES = ["text"] * 5 + ["int8", "int8", "text", "int2", "int2"] + ["text"] * 7
 # One statement per batch: move the new spans into Span (a span already stored is skipped, so a retried
 # batch adds nothing), then merge what was actually inserted into the summaries of its traces. The root is
 # the span without a parent, else the earliest (then the first stored); services sort by code point
@@ -157,6 +159,7 @@ def _store_copy(rows: Sequence[SpanRow]) -> int:
         cursor.execute(_CREATE_INCOMING)
         raw = cursor.cursor  # psycopg's own cursor, for COPY
         with raw.copy(_COPY_INCOMING) as copy:
+            copy.set_types(_INCOMING_TYPES)
             for row in rows:
                 copy.write_row(row)
         cursor.execute(_MOVE_AND_SUMMARIZE)
