@@ -18,6 +18,7 @@ from meshui.telemetry.models import (
     RollupWatermark,
     Span,
     TraceSummary,
+    rollup_minute,
 )
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 from meshui.telemetry.span_store import SpanRow
@@ -111,10 +112,6 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
     return len(created) + len(updated)
 
 
-def _minute(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
 def _add_to_built_rollups(increments: dict[EdgeKey, EdgeIncrement]) -> None:
     """Late data for minutes whose rollups are built goes into them too, so they stay complete."""
     watermark = RollupWatermark.objects.filter(resolution_s=ROLLUP_RESOLUTION_S).first()
@@ -122,7 +119,7 @@ def _add_to_built_rollups(increments: dict[EdgeKey, EdgeIncrement]) -> None:
         return
     late: dict[EdgeKey, EdgeIncrement] = {}
     for key, increment in increments.items():
-        minute = _minute(key[0])
+        minute = rollup_minute(key[0])
         if watermark.rolled_from <= minute < watermark.rolled_until:
             late.setdefault((minute, *key[1:]), EdgeIncrement()).add(increment)
     if late:
@@ -183,8 +180,7 @@ def do_roll_up(
     totals: dict[EdgeKey, EdgeIncrement] = {}
     raw = EdgeBucket.objects.filter(resolution_s=RAW_RESOLUTION_S, start__gte=start, start__lt=end)
     for bucket in raw.iterator(chunk_size=2000):
-        minute = bucket.start - dt.timedelta(seconds=bucket.start.second % ROLLUP_RESOLUTION_S)
-        key = (minute, *_bucket_key(bucket)[1:])
+        key = (rollup_minute(bucket.start), *_bucket_key(bucket)[1:])
         total = totals.get(key)
         if total is None:
             total = totals[key] = EdgeIncrement()

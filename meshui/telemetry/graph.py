@@ -23,6 +23,7 @@ from meshui.telemetry.models import (
     EdgeBucket,
     Reporter,
     RollupWatermark,
+    rollup_minute,
 )
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S
 
@@ -68,14 +69,16 @@ class Totals:
         self.latency_counts = add(self.latency_counts, other.latency_counts)
         self.latency_sum_s += other.latency_sum_s
 
+    def percentiles_ms(self) -> list[float | None]:
+        """p50, p95 and p99 in milliseconds (``None`` without requests)."""
+        quantiles = percentiles(self.latency_counts, (0.50, 0.95, 0.99))
+        return [None if value is None else round(value * 1000, 3) for value in quantiles]
+
     def describe(self, seconds: float, thresholds: tuple[float, float] | None = None) -> dict[str, Any]:
         """Rates, percentiles and health over ``seconds``; ``thresholds`` (failing, degraded error rates)
         default to the settings."""
         error_rate = self.errors / self.requests if self.requests else 0.0
-        p50, p95, p99 = [
-            None if value is None else round(value * 1000, 3)
-            for value in percentiles(self.latency_counts, (0.50, 0.95, 0.99))
-        ]
+        p50, p95, p99 = self.percentiles_ms()
         return {
             "requests": self.requests,
             "rps": round(self.requests / seconds, 3),
@@ -114,7 +117,7 @@ _END_FIELDS = {
 }
 
 
-def _node_ids(ends: tuple[Any, ...], group: str) -> tuple[str, str]:
+def node_ids(ends: tuple[Any, ...], group: str) -> tuple[str, str]:
     """(source node, destination node) of a group of caller-reported buckets, from its ``_END_FIELDS``."""
     if group == "workload":
         namespace, source_workload, destination_service, destination_workload = ends
@@ -211,7 +214,7 @@ def build_graph(buckets: QuerySet[EdgeBucket], group: str, seconds: float) -> di
     sources: set[str] = set()
     # Thousands of rows: each starts its edge's and its destination's totals rather than being added to zeros.
     for ends, totals in summed_rows(buckets, *_END_FIELDS[group]):
-        key = _node_ids(ends, group)
+        key = node_ids(ends, group)
         edge = edges.get(key)
         if edge is None:
             edges[key] = totals
@@ -256,7 +259,7 @@ def graph_buckets(start: dt.datetime, end: dt.datetime, resolution: int) -> Quer
     if built is None:
         return buckets_in(start, end, resolution)
     first_minute = max(_minute_ceiling(start), _minute_ceiling(built[0]))
-    last_minute = min(_minute_floor(end), _minute_floor(built[1]))
+    last_minute = min(rollup_minute(end), rollup_minute(built[1]))
     if last_minute <= first_minute:
         return buckets_in(start, end, resolution)
     rollups = Q(resolution_s=ROLLUP_RESOLUTION_S, start__gte=first_minute, start__lt=last_minute)
@@ -266,12 +269,8 @@ def graph_buckets(start: dt.datetime, end: dt.datetime, resolution: int) -> Quer
     return EdgeBucket.objects.filter(rollups | raw)
 
 
-def _minute_floor(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
 def _minute_ceiling(moment: dt.datetime) -> dt.datetime:
-    floor = _minute_floor(moment)
+    floor = rollup_minute(moment)
     return floor if floor == moment else floor + dt.timedelta(minutes=1)
 
 

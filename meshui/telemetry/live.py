@@ -30,8 +30,16 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from meshui.telemetry.graph import buckets_in, build_graph, series, service_sides, touching, window_bounds
-from meshui.telemetry.histograms import percentiles
+from meshui.telemetry.graph import (
+    Totals,
+    buckets_in,
+    build_graph,
+    node_ids,
+    series,
+    service_sides,
+    touching,
+    window_bounds,
+)
 from meshui.telemetry.models import Reporter
 from meshui.telemetry.otlp_metrics import RAW_RESOLUTION_S, EdgeIncrement, EdgeKey
 from meshui.telemetry.query import visible_namespaces
@@ -69,12 +77,6 @@ def topic_group(topic: Topic) -> str:
     return graph_group(subject) if kind == GRAPH else services_group(subject.rpartition(".")[2])
 
 
-def _edge_ends(key: EdgeKey) -> tuple[str, str, str]:
-    """(source node, destination node, destination namespace) at service level."""
-    _, _, namespace, source_service, _, destination, _, _ = key
-    return f"{source_service or 'unknown'}.{namespace}", destination, destination.rpartition(".")[2]
-
-
 def _sums(e: EdgeIncrement) -> list[Any]:
     return [e.requests, e.errors, e.request_bytes + e.response_bytes, e.latency_sum_s, e.latency_counts]
 
@@ -92,10 +94,10 @@ class LivePublisher:
             if key[1] == Reporter.INBOUND:
                 sides[key[5]].setdefault("inbound", EdgeIncrement()).add(increment)
                 continue
-            source, destination, destination_namespace = _edge_ends(key)
+            source, destination = node_ids((key[2], key[3], key[5]), "service")
             if key[3]:
                 sides[source].setdefault("outbound", EdgeIncrement()).add(increment)
-            for namespace in {key[2], destination_namespace}:
+            for namespace in {key[2], destination.rpartition(".")[2]}:
                 edges[namespace].setdefault((source, destination), EdgeIncrement()).add(increment)
         for namespace, by_edge in edges.items():
             await self._send(
@@ -147,31 +149,31 @@ def _service_snapshot(service: str, seconds: int) -> dict[str, Any]:
 class _Subscription:
     window_s: int
     stale: bool = False
-    # Sums ([requests, errors, bytes, latency seconds, latency counts]) since the last push, by edge or side.
-    pending: dict[Any, list[Any]] = field(default_factory=dict)
+    # What arrived since the last push, by edge or side.
+    pending: dict[Any, Totals] = field(default_factory=dict)
 
 
-def _add_sums(pending: dict[Any, list[Any]], key: Any, sums: list[Any]) -> None:
+def _add_sums(pending: dict[Any, Totals], key: Any, sums: list[Any]) -> None:
+    """Add one ``_sums`` list from a message to ``pending[key]``."""
+    requests, errors, size, latency_s, counts = sums
+    totals = Totals(requests, errors, size, 0, counts, latency_s)
     current = pending.get(key)
     if current is None:
-        pending[key] = [*sums[:4], list(sums[4])]
-        return
-    for i in range(4):
-        current[i] += sums[i]
-    current[4] = [a + b for a, b in zip(current[4], sums[4], strict=True)]
+        pending[key] = totals
+    else:
+        current.add_totals(totals)
 
 
-def _describe(sums: list[Any], seconds: float) -> dict[str, Any]:
-    requests, errors, size, latency_s, counts = sums
-    p50, p95, p99 = [None if v is None else round(v * 1000, 3) for v in percentiles(counts, (0.5, 0.95, 0.99))]
+def _describe(totals: Totals, seconds: float) -> dict[str, Any]:
+    p50, p95, p99 = totals.percentiles_ms()
     return {
-        "requests": requests,
-        "errors": errors,
-        "bytes": size,
+        "requests": totals.requests,
+        "errors": totals.errors,
+        "bytes": totals.bytes,
         "p50_ms": p50,
         "p95_ms": p95,
         "p99_ms": p99,
-        "in_flight": round(latency_s / seconds, 3),
+        "in_flight": totals.in_flight(seconds),
     }
 
 
@@ -305,7 +307,7 @@ class LiveGraphConsumer(AsyncJsonWebsocketConsumer):
                     await self.send_json(_delta(topic, pending, PUSH_INTERVAL_S))
 
 
-def _delta(topic: Topic, pending: dict[Any, list[Any]], seconds: float) -> dict[str, Any]:
+def _delta(topic: Topic, pending: dict[Any, Totals], seconds: float) -> dict[str, Any]:
     kind, subject = topic
     if kind == GRAPH:
         edges = [{"source": s, "destination": d, **_describe(sums, seconds)} for (s, d), sums in pending.items()]

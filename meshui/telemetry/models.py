@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
 
 
@@ -185,6 +187,11 @@ LATENCY_COLUMNS = tuple(f"latency_{i:02d}" for i in range(len(LATENCY_BOUNDS_S) 
 
 
 ROLLUP_RESOLUTION_S = 60
+
+
+def rollup_minute(moment: dt.datetime) -> dt.datetime:
+    """The start of the 1-minute rollup that ``moment`` falls in."""
+    return moment.replace(second=0, microsecond=0)
 
 
 class RollupWatermark(models.Model):

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q
 
 from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 
@@ -45,6 +43,13 @@ class SpanRow(NamedTuple):  # the PostgreSQL path COPYs these fields in this ord
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def epoch_us(moment: dt.datetime) -> int:
+    """``moment`` in ``SpanRow``'s terms: whole microseconds since the epoch."""
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
 _SUMMARY_FIELDS = [
     "root_service",
     "root_operation",
@@ -62,8 +67,8 @@ _SUMMARY_FIELDS = [
 
 
 def store(rows: Sequence[SpanRow]) -> int:
-    """Insert ``rows`` (spans already stored are skipped) and recompute their traces' summaries; returns how
-    many traces were touched. Runs inside the caller's transaction."""
+    """Insert ``rows`` (spans already stored are skipped) and bring their traces' summaries up to date;
+    returns how many traces were touched. Call it inside a transaction (``do_store_spans``)."""
     if not rows:
         return 0
     if connection.vendor == "postgresql":
@@ -176,11 +181,6 @@ def _time(us: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=us)
 
 
-def epoch_us(moment: dt.datetime) -> int:
-    """``moment`` in ``SpanRow``'s terms: whole microseconds since the epoch."""
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
-
-
 def _model(row: SpanRow) -> Span:
     return Span(
         trace_id=row.trace_id,
@@ -205,54 +205,64 @@ def _model(row: SpanRow) -> Span:
 
 
 def _store_orm(rows: Sequence[SpanRow]) -> int:
-    """Insert, then recompute each touched trace's summary from all its stored spans (the same result as
-    PostgreSQL's merge)."""
-    trace_ids = sorted({row.trace_id for row in rows})
+    """Insert, then recompute each touched trace's summary from all its stored spans, read once (the same
+    result as PostgreSQL's merge)."""
     Span.objects.bulk_create([_model(row) for row in rows], ignore_conflicts=True, batch_size=500)
-    totals = {
-        row["trace_id"]: row
-        for row in Span.objects.filter(trace_id__in=trace_ids)
-        .values("trace_id")
-        .annotate(
-            first=Min("start"),
-            last=Max("end"),
-            count=Count("id"),
-            errors=Count("id", filter=Q(status=SpanStatus.ERROR)),
-        )
-    }
-    services: defaultdict[str, set[str]] = defaultdict(set)
-    namespaces: defaultdict[str, set[str]] = defaultdict(set)
-    roots: dict[str, tuple[bool, dt.datetime, int, str, str]] = {}
-    spans = Span.objects.filter(trace_id__in=trace_ids).values_list(
-        "trace_id", "service", "namespace", "operation", "parent_span_id", "start", "id"
+    spans = Span.objects.filter(trace_id__in={row.trace_id for row in rows}).values_list(
+        "trace_id", "service", "namespace", "operation", "parent_span_id", "start", "end", "status", "id"
     )
-    for trace_id, service, namespace, operation, parent, start, pk in spans:
-        services[trace_id].add(service)
-        namespaces[trace_id].add(namespace)
-        candidate = (bool(parent), start, pk, service, operation)
-        current = roots.get(trace_id)
-        if current is None or candidate[:3] < current[:3]:
-            roots[trace_id] = candidate
-    summaries = []
-    for trace_id, row in totals.items():
-        has_parent, root_start, _, root_service, root_operation = roots[trace_id]
-        summaries.append(
-            TraceSummary(
-                trace_id=trace_id,
-                root_service=root_service,
-                root_operation=root_operation,
-                root_has_parent=has_parent,
-                root_start=root_start,
-                start=row["first"],
-                end=row["last"],
-                duration_us=(row["last"] - row["first"]) // dt.timedelta(microseconds=1),
-                span_count=row["count"],
-                error=row["errors"] > 0,
-                services=sorted(services[trace_id]),
-                namespaces=dict.fromkeys(sorted(namespaces[trace_id]), True),
-            )
-        )
+    traces: dict[str, _TraceSoFar] = {}
+    for trace_id, service, namespace, operation, parent, start, end, status, pk in spans:
+        trace = traces.get(trace_id)
+        if trace is None:
+            trace = traces[trace_id] = _TraceSoFar(start, end)
+        trace.add(service, namespace, operation, bool(parent), start, end, status == SpanStatus.ERROR, pk)
+    summaries = [trace.summary(trace_id) for trace_id, trace in traces.items()]
     TraceSummary.objects.bulk_create(
         summaries, update_conflicts=True, unique_fields=["trace_id"], update_fields=_SUMMARY_FIELDS
     )
     return len(summaries)
+
+
+class _TraceSoFar:
+    """A trace's summary, built span by span."""
+
+    def __init__(self, start: dt.datetime, end: dt.datetime) -> None:
+        self.start, self.end = start, end
+        self.count = 0
+        self.error = False
+        self.services: set[str] = set()
+        self.namespaces: set[str] = set()
+        # The root ranks by (has a parent, start, id): a span without a parent first, then the earliest.
+        self.root: tuple[bool, dt.datetime, int, str, str] | None = None
+
+    def add(
+        self, service: str, namespace: str, operation: str, has_parent: bool, start: dt.datetime,
+        end: dt.datetime, error: bool, pk: int,
+    ) -> None:  # fmt: skip
+        self.start, self.end = min(self.start, start), max(self.end, end)
+        self.count += 1
+        self.error = self.error or error
+        self.services.add(service)
+        self.namespaces.add(namespace)
+        candidate = (has_parent, start, pk, service, operation)
+        if self.root is None or candidate[:3] < self.root[:3]:
+            self.root = candidate
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        assert self.root is not None, "a trace with no span"
+        has_parent, root_start, _, root_service, root_operation = self.root
+        return TraceSummary(
+            trace_id=trace_id,
+            root_service=root_service,
+            root_operation=root_operation,
+            root_has_parent=has_parent,
+            root_start=root_start,
+            start=self.start,
+            end=self.end,
+            duration_us=(self.end - self.start) // dt.timedelta(microseconds=1),
+            span_count=self.count,
+            error=self.error,
+            services=sorted(self.services),
+            namespaces=dict.fromkeys(sorted(self.namespaces), True),
+        )
