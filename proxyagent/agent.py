@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,6 +18,7 @@ from proxyagent.balancer import Balancer
 from proxyagent.compile import request_path_kind
 from proxyagent.config_store import ConfigStore
 from proxyagent.control_client import ControlPlaneClient
+from proxyagent.http import native_relay
 from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.proxy import HttpProxy, ProxySettings
 from proxyagent.http.upstream import ConnectionPool
@@ -52,6 +54,8 @@ class AgentConfig:
     # Where spans and metrics go (OTLP/gRPC); None means the control plane, "" turns export off.
     otlp_endpoint: str | None = None
     metrics_interval_s: float = 1.0
+    # Serve plain exchanges with the C relay where it was built (ADR 013); off: the Python path serves all.
+    native_relay: bool = True
 
     @property
     def workload_name(self) -> str:
@@ -73,9 +77,11 @@ class Agent:
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._pools: list[ConnectionPool] = []
+        self._relays: list[native_relay.NativeRelay] = []
         self._grpc: grpc.aio.Server | None = None
         # Kept so the task is not garbage collected while it runs.
         self._control_task: asyncio.Task[None] | None = None
+        self._inbound_factory: Callable[[], asyncio.Protocol] | None = None
         self.spans: SpanExporter | None = None
         self._span_task: asyncio.Task[None] | None = None
         self.metric_export: MetricExporter | None = None
@@ -143,9 +149,9 @@ class Agent:
             settings,
             self.spans,
         )
-        outbound = self.outbound
+        self._inbound_factory = self._protocol_factory(self.inbound)
         outbound_server = await loop.create_server(
-            lambda: DownstreamConnection(outbound), "127.0.0.1", cfg.outbound_port
+            self._protocol_factory(self.outbound), "127.0.0.1", cfg.outbound_port
         )
         self._servers.append(outbound_server)
         self.ports["outbound"] = outbound_server.sockets[0].getsockname()[1]
@@ -155,13 +161,26 @@ class Agent:
         self.ports["admin_http"] = admin_http_server.sockets[0].getsockname()[1]
         if self.client is not None:
             self._control_task = asyncio.create_task(self.client.run(), name="control-plane-client")
-        logger.info("agent %s up: ports %s, request path %s", self.identity.agent_id, self.ports, request_path_kind())
+        logger.info(
+            "agent %s up: ports %s, request path %s, native relay %s",
+            self.identity.agent_id,
+            self.ports,
+            request_path_kind(),
+            "on" if self._relays else "off" if native_relay.AVAILABLE else "not built",
+        )
 
-    def _inbound_connection(self) -> DownstreamConnection:
+    def _protocol_factory(self, proxy: HttpProxy) -> Callable[[], asyncio.Protocol]:
+        if self.config.native_relay and native_relay.AVAILABLE:
+            relay = native_relay.NativeRelay(proxy)
+            self._relays.append(relay)
+            return relay.protocol
+        return lambda: DownstreamConnection(proxy)
+
+    def _inbound_connection(self) -> asyncio.Protocol:
         # The inbound listener opens before the proxy behind it exists (its port is in the identity).
-        if self.inbound is None:
+        if self._inbound_factory is None:
             raise ConnectionRefusedError("the agent is still starting")
-        return DownstreamConnection(self.inbound)
+        return self._inbound_factory()
 
     async def stop(self) -> None:
         """Stop accepting, leave the endpoint sets, let in-flight requests finish (with a deadline), then close."""
@@ -179,6 +198,8 @@ class Agent:
                 await proxy.drain(self.config.drain_timeout_s)
         for pool in self._pools:
             pool.close()
+        for relay in self._relays:
+            relay.close()
         for task in (self._span_task, self._metric_task):
             if task is not None:
                 task.cancel()

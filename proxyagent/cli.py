@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("otlp-endpoint", None, "OTLP/gRPC endpoint for spans and metrics (default: the control plane; empty: none)")
     flag("metrics-interval", 1.0, "seconds between OTLP metric exports (the live graph lags by about this)", float)
     flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
+    flag("native-relay", "on", "serve plain HTTP/1.1 exchanges with the native relay where it is built: on or off")
     flag("log-level", "INFO", "log level")
     return parser
 
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trace-sampling must be between 0 and 1")
     if args.metrics_interval <= 0:
         parser.error("--metrics-interval must be positive")
+    if args.native_relay not in ("on", "off"):
+        parser.error("--native-relay must be on or off")
     logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = AgentConfig(
         service=args.service,
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         otlp_endpoint=args.otlp_endpoint,
         trace_sampling=args.trace_sampling,
         metrics_interval_s=args.metrics_interval,
+        native_relay=args.native_relay == "on",
     )
     _install_fast_loop()
     try:

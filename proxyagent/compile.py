@@ -32,6 +32,7 @@ NATIVE_MODULES = (
     "proxyagent.http.exchange",
     "proxyagent.http.headers",
     "proxyagent.http.heads",
+    "proxyagent.http.native_relay",
     "proxyagent.http.proxy",
     "proxyagent.http.upstream",
     "proxyagent.mesh_errors",
@@ -42,16 +43,24 @@ NATIVE_MODULES = (
     "proxyagent.telemetry",
     "proxyagent.tracing",
 )
+# Written in C, not compiled from Python: module -> source (ADR 013).
+C_MODULES = {"proxyagent.http._relay": "proxyagent/http/_relay.c"}
 # The one shared library holding all compiled modules (mypyc's "group").
 GROUP = "proxyagent.native"
 
 
+def all_modules() -> tuple[str, ...]:
+    return (*NATIVE_MODULES, *C_MODULES)
+
+
 def source_path(module: str) -> Path:
+    if module in C_MODULES:
+        return ROOT / C_MODULES[module]
     return ROOT / (module.replace(".", "/") + ".py")
 
 
 def source_digests() -> dict[str, str]:
-    return {module: hashlib.sha256(source_path(module).read_bytes()).hexdigest() for module in NATIVE_MODULES}
+    return {module: hashlib.sha256(source_path(module).read_bytes()).hexdigest() for module in all_modules()}
 
 
 def extensions(module: str) -> list[Path]:
@@ -73,11 +82,11 @@ def stale_modules() -> list[str]:
     except (OSError, ValueError, KeyError):
         built = {}
     current = source_digests()
-    return [module for module in NATIVE_MODULES if extensions(module) and built.get(module) != current[module]]
+    return [module for module in all_modules() if extensions(module) and built.get(module) != current[module]]
 
 
 def compiled_modules() -> list[str]:
-    return [module for module in NATIVE_MODULES if extensions(module)]
+    return [module for module in all_modules() if extensions(module)]
 
 
 def request_path_kind() -> str:
@@ -89,7 +98,7 @@ def request_path_kind() -> str:
 
 
 def remove_extensions() -> None:
-    for module in NATIVE_MODULES:
+    for module in all_modules():
         for path in extensions(module):
             path.unlink()
     for path in _group_extensions():
@@ -101,7 +110,7 @@ def build() -> None:
     """Compiles ``NATIVE_MODULES`` in place; raises ``SystemExit`` or ``Exception`` when it cannot."""
     # Imported here: mypy and setuptools are build tools, not needed to run the agent.
     from mypyc.build import mypycify
-    from setuptools import setup  # type: ignore[import-untyped]  # no stubs worth a dev dependency for one call
+    from setuptools import Extension, setup  # type: ignore[import-untyped]  # no stubs worth a dev dependency
 
     digests = source_digests()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
@@ -125,7 +134,8 @@ def build() -> None:
                 opt_level="3",
                 target_dir=str(BUILD_DIR / "c"),
                 group_name=GROUP,
-            ),
+            )
+            + [Extension(module, [C_MODULES[module]], extra_compile_args=["-O2", "-Wall"]) for module in C_MODULES],
             script_args=["--quiet", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "obj")],
         )
     finally:
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_extensions()
         return 0
     stale = stale_modules()
-    current = not stale and compiled_modules() == list(NATIVE_MODULES)
+    current = not stale and compiled_modules() == list(all_modules())
     if args.check:
         print("compiled and current" if current else f"not compiled or stale: {stale or 'none built'}")
         return 0 if current else 1
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_extensions()
         print(f"proxyagent: not compiled ({exc}); the request path runs interpreted", file=sys.stderr)
         return 0
-    print(f"proxyagent: compiled {len(NATIVE_MODULES)} modules with mypyc", file=sys.stderr)
+    print(f"proxyagent: compiled {len(NATIVE_MODULES)} modules with mypyc and the native relay", file=sys.stderr)
     return 0
 
 

@@ -166,17 +166,37 @@ def _export_request(
 ) -> bytes:
     """One resource, one scope, many items: the layout both export requests share (with their own field numbers)."""
     request, resource_field, scoped_field, scope_field, items_field = field_numbers
-    scoped = length_delimited(scope_field, scope) + b"".join([length_delimited(items_field, item) for item in items])
+    framed = b"".join([length_delimited(items_field, item) for item in items])
+    return _framed_export_request((request, resource_field, scoped_field, scope_field), resource, scope, framed)
+
+
+def _framed_export_request(
+    field_numbers: tuple[int, int, int, int], resource: bytes, scope: bytes, framed_items: bytes
+) -> bytes:
+    request, resource_field, scoped_field, scope_field = field_numbers
+    scoped = length_delimited(scope_field, scope) + framed_items
     return length_delimited(
         request, length_delimited(resource_field, resource) + length_delimited(scoped_field, scoped)
     )
 
 
+_TRACE_REQUEST_FIELDS = (_REQUEST_RESOURCE_SPANS, _RESOURCE_SPANS_RESOURCE, _RESOURCE_SPANS_SCOPE_SPANS,
+                         _SCOPE_SPANS_SCOPE)  # fmt: skip
+
+
 def encode_export_request(resource: bytes, scope: bytes, spans: list[bytes]) -> bytes:
     """An ``ExportTraceServiceRequest`` holding one resource, one scope and ``spans``."""
-    fields = (_REQUEST_RESOURCE_SPANS, _RESOURCE_SPANS_RESOURCE, _RESOURCE_SPANS_SCOPE_SPANS, _SCOPE_SPANS_SCOPE,
-              _SCOPE_SPANS_SPANS)  # fmt: skip
-    return _export_request(fields, resource, scope, spans)
+    return encode_framed_export_request(resource, scope, frame_spans(spans))
+
+
+def frame_spans(spans: list[bytes]) -> bytes:
+    """Encoded spans as the ``ScopeSpans.spans`` entries of one message (the native relay writes these too)."""
+    return b"".join([length_delimited(_SCOPE_SPANS_SPANS, span) for span in spans])
+
+
+def encode_framed_export_request(resource: bytes, scope: bytes, framed_spans: bytes) -> bytes:
+    """An ``ExportTraceServiceRequest`` of one resource and one scope, its spans already framed (``frame_spans``)."""
+    return _framed_export_request(_TRACE_REQUEST_FIELDS, resource, scope, framed_spans)
 
 
 # Metrics (opentelemetry/proto/metrics/v1/metrics.proto, collector/metrics/v1/metrics_service.proto).

@@ -19,16 +19,14 @@ SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
 _OUTBOUND_REPLACES = PROXY_WRITTEN | {SOURCE_WORKLOAD_HEADER}
 
 
-def _split_target(head: RequestHead) -> tuple[bytes, bytes]:
+def _split_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     """(host, origin-form path) from an origin-form request plus Host, or an absolute-form one (HTTP_PROXY)."""
-    target = head.target
     if target.startswith((b"http://", b"https://")):
         parts = urlsplit(target)
         path = parts.path or b"/"
         if parts.query:
             path += b"?" + parts.query
         return parts.netloc, path
-    host = head.fields.get(b"host")
     if host is None:
         raise MeshError(MeshErrorCode.BAD_REQUEST, "a Host header (the destination service) is required")
     return host, target
@@ -68,7 +66,12 @@ class OutboundRouter:
         self._targets: dict[tuple[str, Endpoint], Target] = {}
 
     def route(self, head: RequestHead) -> tuple[Target, bytes]:
-        host, path = _split_target(head)
+        fields = head.fields
+        return self.route_parts(head.target, fields.get(b"host"), fields.get(SOURCE_WORKLOAD_HEADER))
+
+    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
+        """``route`` from the three things it reads: the request target, Host and the caller's workload."""
+        host, path = _split_target(request_target, host)
         table = self._store.table
         if table is not self._table:
             self._table = table
@@ -121,7 +124,10 @@ class InboundRouter:
         self._targets: dict[bytes | None, Target] = {}
 
     def route(self, head: RequestHead) -> tuple[Target, bytes]:
-        source = head.fields.get(SOURCE_WORKLOAD_HEADER)
+        fields = head.fields
+        return self.route_parts(head.target, fields.get(b"host"), fields.get(SOURCE_WORKLOAD_HEADER))
+
+    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
         target = self._targets.get(source)
         if target is None:
             target = _remember(
@@ -137,7 +143,7 @@ class InboundRouter:
                     direction=self.direction,
                 ),
             )
-        path = head.target
+        path = request_target
         if path[:4] == b"http":
-            path = _split_target(head)[1]
+            path = _split_target(request_target, host)[1]
         return target, path

@@ -16,19 +16,20 @@ import logging
 import time
 from binascii import unhexlify
 from collections import deque
+from collections.abc import Callable
 
 import grpc
 
 from proxyagent.otlp_wire import (
     MAX_CACHED,
     AttributeCache,
-    encode_export_request,
+    encode_framed_export_request,
     encode_resource,
     encode_scope,
     encode_span,
+    frame_spans,
     span_attribute,
 )
-from proxyagent.tracing import TraceContext
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,17 @@ class HttpSpans:
     """Encodes one span per proxied request, with the semantic-convention HTTP attributes and the mesh edge."""
 
     def __init__(self, exporter: SpanExporter, kind: int) -> None:
-        self._exporter = exporter
-        self._kind = kind
+        self.exporter = exporter
+        self.kind = kind
         # (name, attribute block) by everything but the path, which has a cache of its own.
         self._blocks: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
         self._paths = AttributeCache()
 
     def record(
         self,
-        trace: TraceContext,
+        trace_id: bytes,
+        parent_span_id: bytes | None,
+        span_id: bytes,
         method: bytes,
         target: bytes,
         version: str,
@@ -61,28 +64,34 @@ class HttpSpans:
         start_ns: int,
         end_ns: int,
     ) -> None:
-        key = (method, version, status, edge, mesh_error)
-        cached = self._blocks.get(key)
-        if cached is None:
-            cached = self._encode_block(method, version, status, edge, mesh_error)
-            if len(self._blocks) < MAX_CACHED:
-                self._blocks[key] = cached
-        name, block = cached
+        name, block = self.shared_parts(method, version, status, edge, mesh_error)
+        """One span; ids as the lowercase hex of ``traceparent``, no parent for a root."""
         path = target.partition(b"?")[0]
-        parent = trace.parent_span_id
-        self._exporter.record(
+        self.exporter.record(
             encode_span(
-                trace_id=unhexlify(trace.trace_id),
-                span_id=unhexlify(trace.span_id),
-                parent_span_id=unhexlify(parent) if parent is not None else b"",
+                trace_id=unhexlify(trace_id),
+                span_id=unhexlify(span_id),
+                parent_span_id=unhexlify(parent_span_id) if parent_span_id is not None else b"",
                 name=name,
-                kind=self._kind,
+                kind=self.kind,
                 start_ns=start_ns,
                 end_ns=end_ns,
                 attributes=block + self._paths.block(path, (("url.path", path.decode("latin-1")),)),
                 error=status >= 500,
             )
         )
+
+    def shared_parts(
+        self, method: bytes, version: str, status: int, edge: tuple[str, str, str, str], mesh_error: str | None
+    ) -> tuple[bytes, bytes]:
+        """(span name, encoded attributes) shared by every span of this method, status and edge: all but the path."""
+        key = (method, version, status, edge, mesh_error)
+        cached = self._blocks.get(key)
+        if cached is None:
+            cached = self._encode_block(method, version, status, edge, mesh_error)
+            if len(self._blocks) < MAX_CACHED:
+                self._blocks[key] = cached
+        return cached
 
     @staticmethod
     def _encode_block(
@@ -159,9 +168,19 @@ class SpanExporter:
         self._batch_size = batch_size
         self._interval_s = interval_s
         self._wake = asyncio.Event()
+        # Spans encoded elsewhere (the native relay): each call returns the oldest framed ScopeSpans.spans
+        # entries, up to a count, and how many there were.
+        self._sources: list[Callable[[int], tuple[bytes, int]]] = []
         self.exported_total = 0
         self.dropped_total = 0
         self.failed_exports_total = 0
+
+    def add_source(self, take: Callable[[int], tuple[bytes, int]]) -> None:
+        self._sources.append(take)
+
+    def wake(self) -> None:
+        """A source has a batch ready."""
+        self._wake.set()
 
     def record(self, span: bytes) -> None:
         if len(self._queue) >= self._max_queue:
@@ -181,14 +200,20 @@ class SpanExporter:
     async def flush(self) -> None:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
-            await self._export(batch)
+            await self._export(frame_spans(batch), len(batch))
+        for take in self._sources:
+            while True:
+                framed, count = take(self._batch_size)
+                if not count:
+                    break
+                await self._export(framed, count)
 
-    async def _export(self, batch: list[bytes]) -> None:
-        if await self._client.send(_EXPORT_METHOD, encode_export_request(self._resource, self._scope, batch)):
-            self.exported_total += len(batch)
+    async def _export(self, framed: bytes, count: int) -> None:
+        if await self._client.send(_EXPORT_METHOD, encode_framed_export_request(self._resource, self._scope, framed)):
+            self.exported_total += count
         else:
             self.failed_exports_total += 1
-            self.dropped_total += len(batch)
+            self.dropped_total += count
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -30,7 +30,6 @@ from proxyagent.http.heads import RESPONSE_FIELDS, RequestHead, framing
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import UpstreamConnection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
-from proxyagent.metrics import status_class
 from proxyagent.tracing import TraceContext, continue_or_start
 
 if TYPE_CHECKING:
@@ -170,10 +169,7 @@ class Exchange:
             hops = self._hops(raw_hops) if raw_hops is not None else 0
             target, path = proxy.router.route(head)
             self._target = target
-            gauge = target.in_flight
-            if gauge is None:
-                gauge = target.in_flight = proxy.metrics.in_flight_gauge(target.direction, target.destination_service)
-            gauge.value += 1
+            proxy.target_started(target)
             if head.has_body and head.version == "1.1":
                 expect = fields.get(b"expect")
                 if expect is not None and expect.lower() == b"100-continue":
@@ -373,6 +369,10 @@ class Exchange:
         head_only = request.method == b"HEAD"
         connection = fields.get(b"connection")
         if status == 101:
+            if not request.upgrade:
+                # Switching protocols is the client's choice (RFC 9110 15.2.2), never the upstream's alone.
+                self._broken = "upstream switched protocols without an upgrade request"
+                raise MeshError(MeshErrorCode.UPSTREAM_RESET, self._broken)
             headers = end_to_end(self._r_headers, connection, keep=_UPGRADE_HEADERS)
             self._down_buf.append(serialize(b"HTTP/1.1 101 " + self._r_reason, headers))
             self.answered = True
@@ -618,25 +618,22 @@ class Exchange:
             proxy.exchange_ended()
         target = self._target
         if target is not None:
-            if target.in_flight is not None:
-                target.in_flight.value -= 1
-            if target.on_done is not None:
-                target.on_done()
+            proxy.target_done(target)
         status = self._status
         if not status:
             return
         elapsed = time.perf_counter() - self._started
         edge = target.edge if target is not None else (proxy.direction, "unknown", "unknown", "unknown")
-        proxy.metrics.series((*edge, status_class(status))).observe(
-            elapsed, self._request_bytes, self._response_bytes, status >= 500
-        )
+        proxy.observe(edge, status, elapsed, self._request_bytes, self._response_bytes)
         trace = self._trace
         spans = proxy.spans
         if spans is not None and trace is not None and trace.sampled:
             head = self.head
             mesh_error = self._mesh_error
             spans.record(
-                trace,
+                trace.trace_id,
+                trace.parent_span_id,
+                trace.span_id,
                 head.method,
                 head.target,
                 head.version,

@@ -16,16 +16,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from proxyagent.http.headers import PROXY_WRITTEN, Headers
 from proxyagent.http.heads import REQUEST_FIELDS, RequestHead
 from proxyagent.http.upstream import ConnectionPool
-from proxyagent.metrics import InFlight, MeshMetrics
+from proxyagent.metrics import InFlight, MeshMetrics, status_class
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
-
-if TYPE_CHECKING:
-    from proxyagent.http.downstream import DownstreamConnection
 
 
 @dataclass(slots=True)
@@ -54,6 +51,8 @@ class Target:
     in_flight: InFlight | None = field(init=False, default=None)
     # ``replaces`` beyond PROXY_WRITTEN: names a request's pre-serialized headers may still hold.
     extra_dropped: frozenset[bytes] = field(init=False)
+    # What the native relay needs of this target, built on its first use there (native_relay.NativeRoute).
+    native: tuple[tuple[str, int], str, int, float, bytes, bool] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.edge = (self.direction, self.source_workload, self.destination_service, self.destination_workload)
@@ -63,12 +62,22 @@ class Target:
             raise ValueError(f"replaced headers must be among REQUEST_FIELDS: {sorted(self.extra_dropped)}")
 
 
+class ClientConnection(Protocol):
+    """An open client connection, of either data path: drain closes what is left of them."""
+
+    def close(self) -> None: ...
+
+
 class Router(Protocol):
     direction: str
 
     def route(self, head: RequestHead) -> tuple[Target, bytes]:
         """Where the request goes and the origin-form path to send; raises ``MeshError`` when it cannot go
         anywhere."""
+        ...
+
+    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
+        """``route`` from what it reads of a request: its target, Host and x-mesh-source-workload."""
         ...
 
 
@@ -104,7 +113,27 @@ class HttpProxy:
         self.in_flight = 0
         # Set only while drain() waits, so the request path pays for no event.
         self.drained: asyncio.Future[None] | None = None
-        self.connections: set[DownstreamConnection] = set()
+        self.connections: set[ClientConnection] = set()
+
+    def observe(
+        self, edge: tuple[str, str, str, str], status: int, elapsed_s: float, request_bytes: int, response_bytes: int
+    ) -> None:
+        """A finished exchange's golden metrics."""
+        self.metrics.series((*edge, status_class(status))).observe(
+            elapsed_s, request_bytes, response_bytes, status >= 500
+        )
+
+    def target_started(self, target: Target) -> None:
+        gauge = target.in_flight
+        if gauge is None:
+            gauge = target.in_flight = self.metrics.in_flight_gauge(target.direction, target.destination_service)
+        gauge.value += 1
+
+    def target_done(self, target: Target) -> None:
+        if target.in_flight is not None:
+            target.in_flight.value -= 1
+        if target.on_done is not None:
+            target.on_done()
 
     def exchange_ended(self) -> None:
         """Called by an exchange after it took itself off ``in_flight`` and found it zero."""

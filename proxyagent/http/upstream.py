@@ -7,7 +7,8 @@ the exchange it is lent to, with no stream buffer or task wake-up in between.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, cast
+from collections.abc import Callable
+from typing import Protocol, TypeVar, cast
 
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 
@@ -81,12 +82,30 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+
+async def open_connection(factory: Callable[[], P], host: str, port: int, timeout_s: float) -> P:
+    """A new TCP connection served by ``factory``'s protocol; raises ``MeshError`` (upstream_connect_failed)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, protocol = await loop.create_connection(factory, host, port)
+    except TimeoutError:
+        raise MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} timed out") from None
+    except OSError as exc:
+        raise MeshError(
+            MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} failed: {exc.strerror or exc}"
+        ) from None
+    return protocol
+
+
 class ConnectionPool:
     """Idle keep-alive connections per (host, port); a connection is either lent out or idle, never both."""
 
     def __init__(self, connect_timeout_s: float = 2.0) -> None:
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
-        self._connect_timeout_s = connect_timeout_s
+        self.connect_timeout_s = connect_timeout_s
 
     def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
         idle = self._idle.get((host, port))
@@ -99,17 +118,7 @@ class ConnectionPool:
 
     async def connect(self, host: str, port: int) -> UpstreamConnection:
         key = (host, port)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), host, port)
-        except TimeoutError:
-            raise MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} timed out") from None
-        except OSError as exc:
-            raise MeshError(
-                MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} failed: {exc.strerror or exc}"
-            ) from None
-        return conn
+        return await open_connection(lambda: UpstreamConnection(self, key), host, port, self.connect_timeout_s)
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.listener = None

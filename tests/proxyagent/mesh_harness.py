@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from proxyagent.agent import Agent, AgentConfig
 from proxyagent.protocol.v1 import snapshot_pb2
 
 T = TypeVar("T")
+# "python" turns the native relay off in the harness's agents (tests/proxyagent/conftest.py: data_path).
+DATA_PATH_ENV = "MESH_TEST_DATA_PATH"
 
 
 class LoopThread:
@@ -44,6 +47,7 @@ class Mesh:
             "admin_http_port": 0,
             "control_plane": "",
             "drain_timeout_s": 1.0,
+            "native_relay": os.environ.get(DATA_PATH_ENV, "native") == "native",
         }
         config = AgentConfig(service=service, app_port=app_port, **{**settings, **overrides})
         agent = Agent(config)

@@ -124,7 +124,9 @@ def test_http_spans_carry_the_semantic_convention_attributes_and_the_mesh_edge()
     trace = TraceContext(b"0af7651916cd43dd8448eb211c80319c", None, b"b7ad6b7169203331", True)
     for status, mesh_error in ((200, None), (504, "timeout")):
         spans.record(
-            trace,
+            trace.trace_id,
+            trace.parent_span_id,
+            trace.span_id,
             method=b"POST",
             target=b"/orders/7?x=1",
             version="1.1",

@@ -20,6 +20,9 @@ from proxyagent.agent import Agent
 from tests.proxyagent.mesh_harness import Mesh, destination, mesh
 from tests.proxyagent.sample_app import AppServer, running_app
 
+# Every test here runs on both data paths: the native relay and the Python one.
+pytestmark = pytest.mark.usefixtures("data_path")
+
 
 @dataclass
 class TwoHops:

@@ -16,6 +16,9 @@ from proxyagent.tracing import continue_or_start
 from tests.proxyagent.mesh_harness import LoopThread, Mesh, destination, mesh
 from tests.proxyagent.sample_app import running_app
 
+# Every test here runs on both data paths: the native relay and the Python one.
+pytestmark = pytest.mark.usefixtures("data_path")
+
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:

@@ -1,0 +1,36 @@
+# Types of the native relay (proxyagent/http/_relay.c), for mypy and mypyc.
+import asyncio
+from typing import Any
+
+MAX_FAST_BODY: int
+
+class Relay:
+    def __init__(
+        self,
+        bridge: Any,
+        loop: asyncio.AbstractEventLoop,
+        connections: set[Any],
+        via_line: bytes,
+        idle_timeout: float,
+        sampling: float,
+        exporter: Any,
+        span_kind: int,
+        span_batch: int,
+        span_max: int,
+        /,
+    ) -> None: ...
+    spans_dropped: int
+    def close_idle(self) -> None: ...
+    def idle_count(self) -> int: ...
+    def take_spans(self, limit: int, /) -> tuple[bytes, int]: ...
+
+class Client(asyncio.Protocol):
+    native: bool
+    def __init__(self, relay: Relay, /) -> None: ...
+    def close(self) -> None: ...
+    def connected(self, gen: int, upstream: Upstream, /) -> None: ...
+    def connect_failed(self, gen: int, detail: str, /) -> None: ...
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, relay: Relay, key: tuple[str, int], /) -> None: ...
+    def close(self) -> None: ...

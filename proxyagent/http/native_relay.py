@@ -1,0 +1,154 @@
+"""The bridge between the native relay (``_relay``, C) and the rest of the agent (ADR 013).
+
+The C relay serves plain HTTP/1.1 exchanges by itself and asks this bridge
+only what is Python's to decide: where a request goes (the router and the
+balancer), what to record when it ends (metrics and the span), how to open a
+new upstream connection, and how to word a mesh error. A connection whose
+request is anything but plain is handed, at that request boundary, to the
+Python data path (``DownstreamConnection``) through ``fallback``.
+
+Where the extension was not built (no C compiler), ``AVAILABLE`` is false and
+every connection is served by the Python path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxyagent.http.downstream import DownstreamConnection
+from proxyagent.http.heads import REQUEST_FIELDS
+from proxyagent.http.proxy import HttpProxy, Target
+from proxyagent.http.upstream import open_connection
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
+
+try:
+    from proxyagent.http import _relay
+except ImportError:  # not built here: the Python path serves every request
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
+# The only header a route may drop besides PROXY_WRITTEN that the relay knows by name.
+_NATIVE_DROPPABLE = frozenset({SOURCE_WORKLOAD_HEADER})
+assert _NATIVE_DROPPABLE <= REQUEST_FIELDS
+
+# Spans the relay encodes before it wakes the exporter, and holds at most (then drops and counts).
+SPAN_BATCH = 512
+SPAN_QUEUE = 8192
+
+# What the relay reads of a route: (target, origin-form path, pool key, host, port, timeout in
+# seconds, header lines the route adds, whether x-mesh-source-workload is dropped).
+NativeRoute = tuple[Target, bytes, tuple[str, int], str, int, float, bytes, bool]
+
+
+class NativeRelay:
+    """One listener's native relay and the Python side of it."""
+
+    def __init__(self, proxy: HttpProxy) -> None:
+        self._proxy = proxy
+        self._loop = asyncio.get_running_loop()
+        settings = proxy.settings
+        spans = proxy.spans
+        self.relay = _relay.Relay(
+            self,
+            self._loop,
+            proxy.connections,
+            proxy.via_header,
+            settings.idle_timeout_s,
+            settings.trace_sampling,
+            spans.exporter if spans is not None else None,
+            spans.kind if spans is not None else 0,
+            SPAN_BATCH,
+            SPAN_QUEUE,
+        )
+        if spans is not None:
+            spans.exporter.add_source(self.relay.take_spans)
+        # Connects in flight, kept so their tasks are not garbage collected while they run.
+        self._connecting: set[asyncio.Task[None]] = set()
+
+    def protocol(self) -> asyncio.Protocol:
+        """A protocol for one new client connection (the listener's factory)."""
+        return _relay.Client(self.relay)
+
+    def close(self) -> None:
+        """Close the pooled upstream connections (the agent is stopping)."""
+        self.relay.close_idle()
+
+    # Called by the relay
+
+    def start(self, request_target: bytes, host: bytes, source: bytes | None) -> NativeRoute | None:
+        """Where a request goes, counted as started; ``None`` when the Python path must answer it (a mesh
+        error such as no_route, which that path records with its metrics and span)."""
+        proxy = self._proxy
+        try:
+            target, path = proxy.router.route_parts(request_target, host, source)
+        except MeshError:
+            return None
+        native = target.native
+        if native is None:
+            if not target.extra_dropped <= _NATIVE_DROPPABLE:
+                proxy.target_done(target)  # route() counted it started
+                return None
+            extra = b"".join(b"%b: %b\r\n" % header for header in target.extra_headers)
+            native = target.native = (
+                (target.host, target.port),
+                target.host,
+                target.port,
+                target.timeout_s,
+                extra,
+                SOURCE_WORKLOAD_HEADER in target.extra_dropped,
+            )
+        proxy.in_flight += 1
+        proxy.target_started(target)
+        return (target, path, *native)
+
+    def finish(self, target: Target, status: int, elapsed_s: float, request_bytes: int, response_bytes: int) -> None:
+        """An exchange ``start`` routed has ended; ``status`` 0 when the client left before an answer. (The
+        relay encodes the span itself.)"""
+        proxy = self._proxy
+        proxy.in_flight -= 1
+        if not proxy.in_flight:
+            proxy.exchange_ended()
+        proxy.target_done(target)
+        if status:
+            proxy.observe(target.edge, status, elapsed_s, request_bytes, response_bytes)
+
+    def span_block(self, target: Target, method: bytes, status: int, mesh_error: str | None) -> tuple[bytes, bytes]:
+        """The span name and the attributes every span of this kind shares (the relay caches them)."""
+        spans = self._proxy.spans
+        assert spans is not None, "the relay records spans only when the proxy has an exporter"
+        return spans.shared_parts(method, "1.1", status, target.edge, mesh_error)
+
+    def connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int]) -> None:
+        """Open an upstream connection for the client's exchange ``gen``; the answer comes back through
+        ``client.connected`` or ``client.connect_failed``."""
+        task = self._loop.create_task(self._connect(client, gen, host, port, key))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int]) -> None:
+        relay = self.relay
+        try:
+            upstream = await open_connection(
+                lambda: _relay.Upstream(relay, key), host, port, self._proxy.pool.connect_timeout_s
+            )
+        except MeshError as exc:
+            client.connect_failed(gen, exc.detail)
+            return
+        client.connected(gen, upstream)
+
+    def error(self, target: Target, code: str, detail: str | None, keep_alive: bool) -> bytes:
+        """The response for a mesh error the relay met after routing (``detail`` None: the request timeout)."""
+        if detail is None:
+            detail = f"no response from {target.destination_service} in {target.timeout_s:g} s"
+        self.count_error(code)
+        return MeshError(MeshErrorCode(code), detail).response(keep_alive=keep_alive)
+
+    def count_error(self, code: str) -> None:
+        proxy = self._proxy
+        proxy.metrics.mesh_errors.labels(proxy.direction, code).inc()
+
+    def fallback(self) -> DownstreamConnection:
+        """The Python path's protocol, to which the relay hands a connection for good."""
+        return DownstreamConnection(self._proxy)
