@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from proxyagent.agent import Agent, AgentConfig
 from proxyagent.protocol.v1 import snapshot_pb2
+from tests.proxyagent.sample_app import AppServer
 
 T = TypeVar("T")
 # "python" turns the native relay off in the harness's agents (tests/proxyagent/conftest.py: data_path).
@@ -93,3 +96,23 @@ def mesh() -> Iterator[Mesh]:
     finally:
         built.stop()
         loop.close()
+
+
+@dataclass
+class TwoHops:
+    mesh: Mesh
+    web: Agent  # the caller's sidecar
+    reviews: Agent  # the callee's sidecar
+    app: AppServer  # the callee app
+
+    def client(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.web.ports["outbound"], timeout=30)
+
+    def get(self, path: str, host: str = "reviews", **headers: str) -> tuple[int, dict[str, str], bytes]:
+        conn = self.client()
+        try:
+            conn.request("GET", path, headers={"Host": host, **headers})
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()

@@ -11,46 +11,15 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from proxyagent.agent import Agent
-from tests.proxyagent.mesh_harness import Mesh, destination, mesh
-from tests.proxyagent.sample_app import AppServer, running_app
+from tests.proxyagent.mesh_harness import TwoHops, destination, mesh
+from tests.proxyagent.sample_app import running_app
 
 # Every test here runs on both data paths: the native relay and the Python one.
 pytestmark = pytest.mark.usefixtures("data_path")
-
-
-@dataclass
-class TwoHops:
-    mesh: Mesh
-    web: Agent  # the caller's sidecar
-    reviews: Agent  # the callee's sidecar
-    app: AppServer  # the callee app
-
-    def client(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.web.ports["outbound"], timeout=30)
-
-    def get(self, path: str, host: str = "reviews", **headers: str) -> tuple[int, dict[str, str], bytes]:
-        conn = self.client()
-        try:
-            conn.request("GET", path, headers={"Host": host, **headers})
-            response = conn.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        finally:
-            conn.close()
-
-
-@pytest.fixture
-def two_hops() -> Iterator[TwoHops]:
-    with running_app("reviews-app") as app, mesh() as built:
-        reviews = built.agent("reviews", app.port)
-        web = built.agent("web", 1)
-        built.configure(web, 1, destination("reviews", reviews.ports["inbound"]))
-        yield TwoHops(built, web, reviews, app)
 
 
 def _raw(port: int, data: bytes) -> bytes:
