@@ -27,8 +27,9 @@
 
 #define MAX_FAST_BODY (64 * 1024)
 #define MAX_HEAD (16 * 1024)
-#define MAX_HEADERS 64
-#define MAX_TOKENS 16
+#define MAX_HEADERS 64           /* a request with more goes to the Python path */
+#define MAX_RESPONSE_HEADERS 512 /* a response with more is refused (502) */
+#define MAX_TOKENS 64
 #define MAX_IDLE_PER_HOST 64
 #define MAX_PENDING_INPUT (64 * 1024 + MAX_HEAD)
 #define MAX_RESPONSE_HEAD (64 * 1024)
@@ -217,7 +218,8 @@ enum {
     H_TRACEPARENT,
     H_HOPS,
     H_SOURCE,
-    H_HOP_BY_HOP, /* keep-alive, proxy-connection, proxy-authenticate, proxy-authorization, te, trailer */
+    H_PROXY_CONNECTION, /* llhttp reads it as Connection */
+    H_HOP_BY_HOP,       /* keep-alive, proxy-authenticate, proxy-authorization, te, trailer */
 };
 
 static int header_kind(const char *p, Py_ssize_t n) {
@@ -243,7 +245,7 @@ static int header_kind(const char *p, Py_ssize_t n) {
     case 14:
         return lower_eq(p, n, "content-length") ? H_CONTENT_LENGTH : H_OTHER;
     case 16:
-        return lower_eq(p, n, "proxy-connection") ? H_HOP_BY_HOP : H_OTHER;
+        return lower_eq(p, n, "proxy-connection") ? H_PROXY_CONNECTION : H_OTHER;
     case 17:
         return lower_eq(p, n, "transfer-encoding") ? H_TRANSFER_ENCODING : H_OTHER;
     case 18:
@@ -262,17 +264,28 @@ typedef struct {
     int kind;
 } Field;
 
-/* The tokens of Connection headers, lowercased, that name further headers to drop. */
+/* The tokens of Connection headers: keep-alive flags, and the names of further headers to drop
+ * (pointing into the head they came from). */
 typedef struct {
     int n;
     int close;
     int keep_alive;
     int upgrade;
     struct {
-        char name[64];
+        const char *name;
         Py_ssize_t len;
     } names[MAX_TOKENS];
 } Tokens;
+
+static int ieq(const char *a, const char *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
+        if (x != y) return 0;
+    }
+    return 1;
+}
 
 /* Adds one Connection value's tokens; returns -1 when there are more than we track. */
 static int add_tokens(Tokens *t, const char *p, Py_ssize_t n) {
@@ -296,11 +309,8 @@ static int add_tokens(Tokens *t, const char *p, Py_ssize_t n) {
         if (lower_eq(p + start, len, "upgrade")) t->upgrade = 1;
         /* A Connection header may not drop the framing or the Host: that would change the message. */
         if (lower_eq(p + start, len, "content-length") || lower_eq(p + start, len, "host")) continue;
-        if (len >= 64 || t->n >= MAX_TOKENS) return -1;
-        for (Py_ssize_t k = 0; k < len; k++) {
-            char c = p[start + k];
-            t->names[t->n].name[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
+        if (t->n >= MAX_TOKENS) return -1;
+        t->names[t->n].name = p + start;
         t->names[t->n].len = len;
         t->n++;
     }
@@ -309,14 +319,14 @@ static int add_tokens(Tokens *t, const char *p, Py_ssize_t n) {
 
 static int named_by(const Tokens *t, const char *p, Py_ssize_t n) {
     for (int i = 0; i < t->n; i++) {
-        if (t->names[i].len == n && lower_eq(p, n, t->names[i].name)) return 1;
+        if (t->names[i].len == n && ieq(p, t->names[i].name, n)) return 1;
     }
     return 0;
 }
 
 /* Parses "name: value\r\n" lines from p[start] up to the blank line at head_end (the index of its
  * CR). Returns 0, or -1 when a line is outside the grammar we relay natively. */
-static int parse_fields(const char *p, Py_ssize_t start, Py_ssize_t head_end, Field *fields, int *count) {
+static int parse_fields(const char *p, Py_ssize_t start, Py_ssize_t head_end, Field *fields, int max, int *count) {
     Py_ssize_t i = start;
     int n = 0;
     while (i < head_end) {
@@ -331,7 +341,7 @@ static int parse_fields(const char *p, Py_ssize_t start, Py_ssize_t head_end, Fi
         if (p[i] != '\r' || p[i + 1] != '\n') return -1; /* NUL, bare CR or LF, ... */
         Py_ssize_t end = i;
         while (end > value && (p[end - 1] == ' ' || p[end - 1] == '\t')) end--;
-        if (n >= MAX_HEADERS) return -1;
+        if (n >= max) return -1;
         fields[n].name = name;
         fields[n].name_len = name_len;
         fields[n].value = value;
@@ -344,11 +354,15 @@ static int parse_fields(const char *p, Py_ssize_t start, Py_ssize_t head_end, Fi
     return 0;
 }
 
+/* A decimal number of at most 15 significant digits (leading zeros aside). */
 static int parse_digits(const char *p, Py_ssize_t n, long long *out) {
-    if (n < 1 || n > 15) return -1;
+    if (n < 1) return -1;
     long long v = 0;
+    int significant = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9') return -1;
+        if (v > 0 || p[i] != '0') significant++;
+        if (significant > 15) return -1;
         v = v * 10 + (p[i] - '0');
     }
     *out = v;
@@ -407,6 +421,7 @@ typedef struct Client {
     int eof;
     int reading_paused;
     int write_paused;
+    int starting; /* inside client_try_start: an exchange that ends at once must not start the next itself */
     double last_done;
     unsigned long long gen;
     /* The exchange in progress, if active. */
@@ -595,6 +610,7 @@ static void client_close(Client *c);
 static void client_try_start(Client *c);
 static void client_fail(Client *c, const char *code, int status, PyObject *detail);
 static void client_arm(Client *c, double when);
+static int client_ready(Client *c);
 
 /* ------------------------------------------------------------------ */
 /* Client: reading control                                             */
@@ -737,8 +753,9 @@ static void record_span(Client *c, const char *mesh_error, long long end_ns) {
            BUF_LIT(&span, "\x0a") < 0 || buf_add_varint(&span, (unsigned long long)path_len) < 0 ||
            buf_add(&span, path, path_len) < 0;
     if (!fail && c->status >= 500) fail = BUF_LIT(&span, "\x7a\x02\x18\x02") < 0;
-    /* The entry as ScopeSpans.spans (field 2) frames it. */
-    fail = fail || BUF_LIT(&r->spans, "\x12") < 0 || buf_add_varint(&r->spans, (unsigned long long)span.len) < 0 ||
+    /* The entry as ScopeSpans.spans (field 2) frames it, reserved first: a half-written entry would
+     * corrupt every batch after it. */
+    fail = fail || buf_reserve(&r->spans, 1 + 10 + span.len) < 0 || BUF_LIT(&r->spans, "\x12") < 0 || buf_add_varint(&r->spans, (unsigned long long)span.len) < 0 ||
            buf_add(&r->spans, span.data, span.len) < 0;
     buf_free(&span);
     Py_DECREF(block);
@@ -794,7 +811,9 @@ static void client_next(Client *c, int keep) {
     c->last_done = monotonic();
     client_resume(c, PAUSE_PIPELINE);
     if (c->in.len > 0) {
-        client_try_start(c);
+        /* Inside client_try_start its loop goes on with the next request; recursing here instead
+         * would nest one call per pipelined request that fails at once. */
+        if (!c->starting) client_try_start(c);
         return;
     }
     buf_shrink(&c->in);
@@ -860,6 +879,9 @@ static void client_fail(Client *c, const char *code, int status, PyObject *detai
 
 /* Writes the client's response head from the upstream's; returns -1 (with *why) for a response we
  * cannot relay. */
+/* One array for every response head: it is only used while the GIL is held, without calling Python. */
+static Field response_fields[MAX_RESPONSE_HEADERS];
+
 static int response_head(Client *c, const char *p, Py_ssize_t head_len, const char **why) {
     /* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
     if (head_len < 14 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ') {
@@ -867,7 +889,7 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
         return -1;
     }
     int http11 = p[7] == '1';
-    if (p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+    if (p[9] < '0' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
         *why = "malformed response: bad status code";
         return -1;
     }
@@ -891,13 +913,13 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
         }
         return 1; /* interim (100 Continue, 103 Early Hints): skipped */
     }
-    Field fields[MAX_HEADERS];
+    Field *fields = response_fields;
     int n = 0;
-    if (parse_fields(p, i + 2, head_len - 2, fields, &n) < 0) {
-        *why = "malformed response: bad header line";
+    if (parse_fields(p, i + 2, head_len - 2, fields, MAX_RESPONSE_HEADERS, &n) < 0) {
+        *why = "malformed response: bad header line, or too many";
         return -1;
     }
-    Tokens tokens = {0};
+    Tokens tokens = {0}, proxy_tokens = {0};
     int chunked = 0, have_length = 0;
     long long length = 0;
     for (int k = 0; k < n; k++) {
@@ -905,7 +927,8 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
         Py_ssize_t vn = fields[k].value_len;
         switch (fields[k].kind) {
         case H_CONNECTION:
-            if (add_tokens(&tokens, v, vn) < 0) {
+        case H_PROXY_CONNECTION:
+            if (add_tokens(fields[k].kind == H_CONNECTION ? &tokens : &proxy_tokens, v, vn) < 0) {
                 *why = "malformed response: too many Connection tokens";
                 return -1;
             }
@@ -938,7 +961,9 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
     int head_only = c->head_only;
     int has_body = !(head_only || status == 204 || status == 304 || (have_length && length == 0));
     int close_delimited = has_body && !chunked && !have_length;
-    int upstream_keep = (http11 ? !tokens.close : tokens.keep_alive) && !close_delimited;
+    /* Proxy-Connection counts as Connection for keep-alive, as llhttp reads it. */
+    int close = tokens.close || proxy_tokens.close, keep_alive = tokens.keep_alive || proxy_tokens.keep_alive;
+    int upstream_keep = (http11 ? !close : keep_alive) && !close_delimited;
     c->up_keep = upstream_keep && !head_only;
     c->keep = c->req_keep && upstream_keep;
     c->status = status;
@@ -950,7 +975,7 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
     for (int k = 0; k < n; k++) {
         int kind = fields[k].kind;
         if (kind == H_CONNECTION || kind == H_CONTENT_LENGTH || kind == H_TRANSFER_ENCODING || kind == H_UPGRADE ||
-            kind == H_HOP_BY_HOP)
+            kind == H_HOP_BY_HOP || kind == H_PROXY_CONNECTION)
             continue;
         if (tokens.n && named_by(&tokens, p + fields[k].name, fields[k].name_len)) continue;
         if (buf_add(out, p + fields[k].name, fields[k].name_len) < 0 || BUF_LIT(out, ": ") < 0 ||
@@ -1055,7 +1080,7 @@ static int response_feed(Client *c, const char *p, Py_ssize_t n, const char **wh
                 break; /* trailer fields are not relayed */
             }
             unsigned long long size = 0;
-            Py_ssize_t k = 0;
+            Py_ssize_t k = 0, digits = 0;
             for (; k < len; k++) {
                 char ch = s[k];
                 int d = (ch >= '0' && ch <= '9') ? ch - '0'
@@ -1063,7 +1088,7 @@ static int response_feed(Client *c, const char *p, Py_ssize_t n, const char **wh
                         : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
                                                    : -1;
                 if (d < 0) break;
-                if (k >= 15) {
+                if ((size > 0 || d > 0) && ++digits > 15) {
                     *why = "malformed response: chunk size too large";
                     return -1;
                 }
@@ -1223,6 +1248,7 @@ typedef struct {
     Py_ssize_t traceparent, traceparent_len;
     Py_ssize_t source, source_len;
     long long content_length;
+    int have_length;
     long long hops;
 } Request;
 
@@ -1257,7 +1283,7 @@ static int parse_request(const char *p, Py_ssize_t len, Request *r, int *retryab
     r->target_len = i - r->target;
     if (end - i < 12 || memcmp(p + i, " HTTP/1.1\r\n", 11) != 0) return PARSE_SLOW;
     i += 11;
-    if (parse_fields(p, i, end - 2, r->fields, &r->n) < 0) return PARSE_SLOW;
+    if (parse_fields(p, i, end - 2, r->fields, MAX_HEADERS, &r->n) < 0) return PARSE_SLOW;
     memset(&r->tokens, 0, sizeof r->tokens);
     r->host = r->traceparent = r->source = -1;
     r->host_len = r->traceparent_len = r->source_len = 0;
@@ -1283,6 +1309,7 @@ static int parse_request(const char *p, Py_ssize_t len, Request *r, int *retryab
         case H_TRANSFER_ENCODING:
         case H_UPGRADE:
         case H_EXPECT:
+        case H_PROXY_CONNECTION:
             return PARSE_SLOW;
         case H_TRACEPARENT:
             if (r->traceparent < 0) {
@@ -1306,6 +1333,7 @@ static int parse_request(const char *p, Py_ssize_t len, Request *r, int *retryab
         }
     }
     if (r->tokens.upgrade || r->host < 0) return PARSE_SLOW;
+    r->have_length = have_length;
     if (r->content_length > MAX_FAST_BODY) return PARSE_SLOW;
     r->head_len = end;
     r->total_len = end + (Py_ssize_t)r->content_length;
@@ -1409,24 +1437,40 @@ static int client_start(Client *c, const Request *r, int retryable) {
         Py_DECREF(target_bytes);
         return -1;
     }
-    /* (target, path, key, host, port, timeout_s, extra header lines, drop x-mesh-source-workload) */
-    if (route == Py_None || !PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 8) {
+    if (route == Py_None) {
         /* A mesh error (no route, no healthy upstream): the Python path answers it, with its
          * metrics and span. */
         Py_DECREF(route);
         Py_DECREF(target_bytes);
         return -1;
     }
-    PyObject *path = PyTuple_GET_ITEM(route, 1);
-    PyObject *extra = PyTuple_GET_ITEM(route, 6);
-    int drop_source = PyObject_IsTrue(PyTuple_GET_ITEM(route, 7)) == 1;
-    double timeout = PyFloat_AsDouble(PyTuple_GET_ITEM(route, 5));
-    if (!PyBytes_Check(path) || !PyBytes_Check(extra) || (timeout == -1.0 && PyErr_Occurred())) {
+    /* (target, path, key, host, port, timeout_s, extra header lines, drop x-mesh-source-workload) */
+    int malformed = !PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 8;
+    PyObject *path = NULL, *extra = NULL;
+    double timeout = 0.0;
+    int drop_source = 0;
+    if (!malformed) {
+        path = PyTuple_GET_ITEM(route, 1);
+        extra = PyTuple_GET_ITEM(route, 6);
+        drop_source = PyObject_IsTrue(PyTuple_GET_ITEM(route, 7)) == 1;
+        timeout = PyFloat_AsDouble(PyTuple_GET_ITEM(route, 5));
+        malformed = !PyBytes_Check(path) || !PyBytes_Check(extra) || (timeout == -1.0 && PyErr_Occurred());
+    }
+    if (malformed) {
         PyErr_Clear();
-        Py_DECREF(route);
-        Py_DECREF(target_bytes);
         PyErr_SetString(PyExc_TypeError, "NativeRelay.start returned a malformed route");
         report("routing a request");
+        if (PyTuple_Check(route) && PyTuple_GET_SIZE(route) > 0) {
+            /* start counted the exchange as started: count it done before the Python path takes over. */
+            c->active = 1;
+            c->status = 0;
+            c->target = Py_NewRef(PyTuple_GET_ITEM(route, 0));
+            c->raw_target = target_bytes;
+            target_bytes = NULL;
+            client_finish(c, NULL);
+        }
+        Py_XDECREF(target_bytes);
+        Py_DECREF(route);
         return -1;
     }
     c->active = 1;
@@ -1471,7 +1515,7 @@ static int client_start(Client *c, const Request *r, int retryable) {
            buf_add(&b, traceparent, 55) < 0 || BUF_LIT(&b, "\r\n") < 0 ||
            buf_add_bytes(&b, c->relay->via_line) < 0 || BUF_LIT(&b, "x-mesh-hops: ") < 0 ||
            buf_add_dec(&b, r->hops + 1) < 0 || BUF_LIT(&b, "\r\n") < 0;
-    if (!fail && r->content_length > 0) {
+    if (!fail && r->have_length) {
         fail = BUF_LIT(&b, "content-length: ") < 0 || buf_add_dec(&b, r->content_length) < 0 ||
                BUF_LIT(&b, "\r\n") < 0;
     }
@@ -1512,20 +1556,24 @@ static int client_start(Client *c, const Request *r, int retryable) {
 }
 
 static void client_try_start(Client *c) {
+    if (c->starting) return;
+    c->starting = 1;
     while (!c->active && !c->closed && c->slow == NULL && c->in.len > 0) {
         Request r;
         int retryable = 0;
         int rc = parse_request(c->in.data, c->in.len, &r, &retryable);
         if (rc == PARSE_MORE) {
             if (c->eof) client_close(c); /* EOF in the middle of a request: nothing more will come */
-            return;
+            break;
         }
         if (rc == PARSE_SLOW || client_start(c, &r, retryable) < 0) {
             client_fallback(c);
-            return;
+            break;
         }
     }
+    c->starting = 0;
     if (c->active && c->in.len > MAX_PENDING_INPUT) client_pause(c, PAUSE_PIPELINE);
+    if (!c->active && c->in.len == 0 && c->eof && c->slow == NULL) client_close(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1553,6 +1601,7 @@ static void client_arm(Client *c, double when) {
 }
 
 static PyObject *Client_on_timer(Client *c, PyObject *unused) {
+    if (client_ready(c) < 0) return NULL;
     Py_CLEAR(c->timer);
     c->timer_at = NEVER;
     if (c->closed || c->slow != NULL) Py_RETURN_NONE;
@@ -1597,7 +1646,14 @@ static void client_close(Client *c) {
     c->closed = 1;
 }
 
+static int client_ready(Client *c) {
+    if (c->relay != NULL) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Client() needs its Relay");
+    return -1;
+}
+
 static PyObject *Client_connection_made(Client *c, PyObject *transport) {
+    if (client_ready(c) < 0) return NULL;
     Py_XSETREF(c->transport, Py_NewRef(transport));
     if (call_method1(c->relay->connections, s_add, (PyObject *)c) < 0) return NULL;
     c->last_done = monotonic();
@@ -1606,6 +1662,7 @@ static PyObject *Client_connection_made(Client *c, PyObject *transport) {
 }
 
 static PyObject *Client_data_received(Client *c, PyObject *data) {
+    if (client_ready(c) < 0) return NULL;
     if (c->slow != NULL) return PyObject_CallMethodOneArg(c->slow, s_data_received, data);
     if (c->closed) Py_RETURN_NONE;
     Py_buffer view;
@@ -1622,6 +1679,7 @@ static PyObject *Client_data_received(Client *c, PyObject *data) {
 }
 
 static PyObject *Client_eof_received(Client *c, PyObject *unused) {
+    if (client_ready(c) < 0) return NULL;
     if (c->slow != NULL) return PyObject_CallMethodNoArgs(c->slow, s_eof_received);
     if (c->active || c->in.len > 0) {
         /* The client half-closed after its request: answer it, then close. */
@@ -1634,6 +1692,7 @@ static PyObject *Client_eof_received(Client *c, PyObject *unused) {
 }
 
 static PyObject *Client_connection_lost(Client *c, PyObject *exc) {
+    if (client_ready(c) < 0) return NULL;
     if (c->slow != NULL) return PyObject_CallMethodOneArg(c->slow, s_connection_lost, exc);
     c->closed = 1;
     if (call_method1(c->relay->connections, s_discard, (PyObject *)c) < 0) PyErr_Clear();
@@ -1643,7 +1702,7 @@ static PyObject *Client_connection_lost(Client *c, PyObject *exc) {
     }
     if (c->active) {
         drop_upstream(c);
-        c->status = 0; /* the client is gone: nothing was answered */
+        if (!c->answered) c->status = 0; /* the client left before an answer: nothing to record */
         client_finish(c, NULL);
     }
     buf_free(&c->in);
@@ -1679,6 +1738,7 @@ static PyObject *Client_close(Client *c, PyObject *unused) {
 
 /* connected(gen, upstream): the connection the bridge opened for exchange ``gen``. */
 static PyObject *Client_connected(Client *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (client_ready(c) < 0) return NULL;
     if (nargs != 2 || !PyObject_TypeCheck(args[1], &UpstreamType)) {
         PyErr_SetString(PyExc_TypeError, "connected(gen, upstream)");
         return NULL;
@@ -1690,6 +1750,12 @@ static PyObject *Client_connected(Client *c, PyObject *const *args, Py_ssize_t n
         upstream_close(u); /* the exchange is gone */
         Py_RETURN_NONE;
     }
+    if (u->transport == NULL || u->closed) {
+        PyObject *detail = PyUnicode_FromString("the upstream closed the new connection at once");
+        client_fail(c, "upstream_connect_failed", 503, detail);
+        Py_XDECREF(detail);
+        Py_RETURN_NONE;
+    }
     Py_INCREF(u);
     client_attach(c, u);
     Py_RETURN_NONE;
@@ -1697,6 +1763,7 @@ static PyObject *Client_connected(Client *c, PyObject *const *args, Py_ssize_t n
 
 /* connect_failed(gen, detail) */
 static PyObject *Client_connect_failed(Client *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (client_ready(c) < 0) return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "connect_failed(gen, detail)");
         return NULL;

@@ -14,6 +14,7 @@ every connection is served by the Python path.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.heads import REQUEST_FIELDS
@@ -27,6 +28,8 @@ except ImportError:  # not built here: the Python path serves every request
     AVAILABLE = False
 else:
     AVAILABLE = True
+
+logger = logging.getLogger(__name__)
 
 SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
 # The only header a route may drop besides PROXY_WRITTEN that the relay knows by name.
@@ -88,7 +91,8 @@ class NativeRelay:
         native = target.native
         if native is None:
             if not target.extra_dropped <= _NATIVE_DROPPABLE:
-                proxy.target_done(target)  # route() counted it started
+                if target.on_done is not None:
+                    target.on_done()  # route() counted it started with the balancer
                 return None
             extra = b"".join(b"%b: %b\r\n" % header for header in target.extra_headers)
             native = target.native = (
@@ -135,6 +139,10 @@ class NativeRelay:
             )
         except MeshError as exc:
             client.connect_failed(gen, exc.detail)
+            return
+        except Exception as exc:  # a bug of ours or an odd socket error: answer rather than wait for the timeout
+            logger.exception("connecting to %s:%d failed", host, port)
+            client.connect_failed(gen, type(exc).__name__)
             return
         client.connected(gen, upstream)
 

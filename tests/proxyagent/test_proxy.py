@@ -247,6 +247,38 @@ def test_golden_metrics_are_counted_on_both_sides(two_hops: TwoHops) -> None:
     assert _metric(two_hops.web, "mesh_requests_in_flight", direction="outbound") == 0
 
 
+def test_a_request_the_client_leaves_mid_response_is_still_counted(two_hops: TwoHops) -> None:
+    with socket.create_connection(("127.0.0.1", two_hops.web.ports["outbound"]), timeout=10) as sock:
+        sock.sendall(b"GET /big?bytes=50000000 HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        assert received.startswith(b"HTTP/1.1 200 ")
+    out = {"direction": "outbound", "destination_service": "reviews.shop", "status_class": "2xx"}
+    deadline = time.monotonic() + 10
+    while _metric(two_hops.web, "mesh_requests_total", **out) != 1:
+        assert time.monotonic() < deadline, "the answered request was not counted"
+        time.sleep(0.02)
+    assert _metric(two_hops.web, "mesh_requests_in_flight", direction="outbound") == 0
+
+
+def test_an_empty_body_keeps_its_content_length(two_hops: TwoHops) -> None:
+    conn = two_hops.client()
+    conn.request("POST", "/echo", body=b"", headers={"Host": "reviews", "Content-Length": "0"})
+    reply = json.loads(conn.getresponse().read())
+    conn.close()
+    assert reply["headers"]["content-length"] == "0", "servers that need a length would answer 411"
+
+
+def test_proxy_connection_close_closes_like_connection_close(two_hops: TwoHops) -> None:
+    response = _raw(
+        two_hops.web.ports["outbound"],
+        b"GET /echo HTTP/1.1\r\nHost: reviews\r\nProxy-Connection: close\r\n\r\n",
+    )  # _raw reads until the agent closes: it must, without a timeout
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in response
+
+
 def test_readyz_follows_the_config(two_hops: TwoHops) -> None:
     def readyz(agent: Agent) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", agent.ports["admin_http"], timeout=10)
