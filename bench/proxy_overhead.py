@@ -167,6 +167,12 @@ def apply_route(sidecar: Sidecar, service: str, inbound_port: int) -> None:
     assert reply.accepted, reply.reason
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of this machine so far (/proc/stat): on a VM, time the hypervisor gave away."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -302,6 +308,7 @@ def main() -> int:
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(discard_metrics, receiver)  # type: ignore[no-untyped-call]
     otlp_port = receiver.add_insecure_port("127.0.0.1:0")
     receiver.start()
+    ticks_before = cpu_ticks()
     with tempfile.TemporaryDirectory(prefix="meshui-bench-") as tmp_name:
         tmp = Path(tmp_name)
         procs = Processes(tmp)
@@ -358,7 +365,12 @@ def main() -> int:
         finally:
             procs.stop()
             receiver.stop(0)
-    write_report(Path(args.out), args, targets, rates, results, throughput, rss, discard.spans, discard_metrics.exports)
+    ticks_after = cpu_ticks()
+    all_ticks = ticks_after[0] - ticks_before[0]
+    stolen = (ticks_after[1] - ticks_before[1]) / all_ticks if all_ticks else 0.0
+    write_report(
+        Path(args.out), args, targets, rates, results, throughput, rss, discard.spans, discard_metrics.exports, stolen
+    )
     print(f"bench: wrote {args.out}")
     return 0
 
@@ -373,6 +385,7 @@ def write_report(
     rss: dict[str, float],
     spans: int,
     metric_exports: int,
+    stolen: float,
 ) -> None:
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -383,7 +396,8 @@ def write_report(
         "Written by `bench/proxy_overhead.py`.",
         "",
         f"- Command: `python bench/proxy_overhead.py --duration {args.duration} --repeat {args.repeat} --rates {args.rates}`",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine()}; CPU time stolen by the hypervisor during the run: {stolen:.1%} (the figures are "
+        "only as steady as this is low)",
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Load: {tool_version([str(k6_binary()), 'version'], 2)} (constant-arrival-rate: open loop, evenly spaced "
         "arrivals, HTTP/1.1 keep-alive) for latency; wrk (1 thread, 50 connections, closed loop) for maximum "
