@@ -29,4 +29,3 @@ def two_hops() -> Iterator[TwoHops]:
         web = built.agent("web", 1)
         built.configure(web, 1, destination("reviews", reviews.ports["inbound"]))
         yield TwoHops(built, web, reviews, app)
-
