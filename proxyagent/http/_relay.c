@@ -2046,13 +2046,6 @@ static PyObject *Relay_take_spans(Relay *r, PyObject *arg) {
 
 static PyObject *Relay_get_spans_dropped(Relay *r, void *unused) { return PyLong_FromLongLong(r->spans_dropped); }
 
-static PyObject *Relay_idle_count(Relay *r, PyObject *unused) {
-    Py_ssize_t total = 0, pos = 0;
-    PyObject *key, *list;
-    while (PyDict_Next(r->idle, &pos, &key, &list)) total += PyList_GET_SIZE(list);
-    return PyLong_FromSsize_t(total);
-}
-
 static int Relay_traverse(Relay *r, visitproc visit, void *arg) {
     Py_VISIT(r->bridge);
     Py_VISIT(r->loop);
@@ -2084,7 +2077,6 @@ static void Relay_dealloc(Relay *r) {
 
 static PyMethodDef Relay_methods[] = {
     {"close_idle", (PyCFunction)Relay_close_idle, METH_NOARGS, NULL},
-    {"idle_count", (PyCFunction)Relay_idle_count, METH_NOARGS, NULL},
     {"take_spans", (PyCFunction)Relay_take_spans, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

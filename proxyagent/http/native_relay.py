@@ -17,10 +17,12 @@ import asyncio
 import logging
 
 from proxyagent.http.downstream import DownstreamConnection
+from proxyagent.http.headers import header_lines
 from proxyagent.http.heads import REQUEST_FIELDS
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import open_connection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.routers import SOURCE_WORKLOAD_HEADER
 
 try:
     from proxyagent.http import _relay
@@ -31,7 +33,6 @@ else:
 
 logger = logging.getLogger(__name__)
 
-SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
 # The only header a route may drop besides PROXY_WRITTEN that the relay knows by name.
 _NATIVE_DROPPABLE = frozenset({SOURCE_WORKLOAD_HEADER})
 assert _NATIVE_DROPPABLE <= REQUEST_FIELDS
@@ -94,7 +95,7 @@ class NativeRelay:
                 if target.on_done is not None:
                     target.on_done()  # route() counted it started with the balancer
                 return None
-            extra = b"".join(b"%b: %b\r\n" % header for header in target.extra_headers)
+            extra = b"".join(header_lines(target.extra_headers))
             native = target.native = (
                 (target.host, target.port),
                 target.host,
