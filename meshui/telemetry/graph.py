@@ -99,6 +99,12 @@ def health_thresholds() -> tuple[float, float]:
     return settings.MESH_HEALTH_FAILING_ERROR_RATE, settings.MESH_HEALTH_DEGRADED_ERROR_RATE
 
 
+def health_thresholds_body() -> dict[str, float]:
+    """The thresholds as the API and the live snapshots state them."""
+    failing, degraded = health_thresholds()
+    return {"degraded": degraded, "failing": failing}
+
+
 def health(requests: int, error_rate: float, thresholds: tuple[float, float]) -> str:
     if not requests:
         return "idle"

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from meshui.telemetry.graph import build_graph, graph_buckets, touching, window_bounds
+from meshui.telemetry.graph import build_graph, graph_buckets, health_thresholds_body, touching, window_bounds
 from meshui.telemetry.models import Reporter
 from meshui.telemetry.query import visible_namespaces
 from meshui.telemetry.serializers import GraphQuerySerializer, GraphSerializer, GraphWindowSerializer
@@ -39,4 +39,6 @@ class GraphView(APIView):
         # build_graph's nodes and edges are already plain JSON values with GraphSerializer's fields (a test
         # holds them to it); running thousands of them through serializer fields would cost more than the
         # query that computed them.
-        return Response({"window": GraphWindowSerializer(window).data, **graph})
+        return Response(
+            {"window": GraphWindowSerializer(window).data, "health_thresholds": health_thresholds_body(), **graph}
+        )

@@ -34,6 +34,7 @@ from meshui.telemetry.graph import (
     Totals,
     buckets_in,
     build_graph,
+    health_thresholds_body,
     node_ids,
     series,
     service_sides,
@@ -127,7 +128,14 @@ def _graph_snapshot(namespace: str, seconds: int) -> dict[str, Any]:
     start, end, resolution = _live_window(seconds)
     buckets = buckets_in(start, end, resolution).filter(touching([namespace]), reporter=Reporter.OUTBOUND)
     graph = build_graph(buckets, "service", seconds)
-    return {"type": "snapshot", "namespace": namespace, "window_s": seconds, "at": end.isoformat(), **graph}
+    return {
+        "type": "snapshot",
+        "namespace": namespace,
+        "window_s": seconds,
+        "at": end.isoformat(),
+        "health_thresholds": health_thresholds_body(),
+        **graph,
+    }
 
 
 def _service_snapshot(service: str, seconds: int) -> dict[str, Any]:

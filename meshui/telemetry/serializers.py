@@ -150,8 +150,16 @@ class GraphWindowSerializer(serializers.Serializer[Any]):
     resolution_s = serializers.IntegerField()
 
 
+class HealthThresholdsSerializer(serializers.Serializer[Any]):
+    degraded = serializers.FloatField(help_text="The error rate from which a node or edge is degraded.")
+    failing = serializers.FloatField(help_text="The error rate from which a node or edge is failing.")
+
+
 class GraphSerializer(serializers.Serializer[Any]):
     window = GraphWindowSerializer()
+    health_thresholds = HealthThresholdsSerializer(
+        help_text="How `health` was judged, so a client folding live deltas in judges the same way."
+    )
     nodes = GraphNodeSerializer(many=True, help_text="Stats of a node are of the traffic into it.")
     edges = GraphEdgeSerializer(many=True, help_text="As the caller's sidecar reported them.")
 

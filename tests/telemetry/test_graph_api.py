@@ -112,6 +112,14 @@ def test_the_graph_has_exactly_the_documented_fields(mesh_traffic: None, admin_c
     assert {frozenset(node) for node in graph["nodes"]} == {frozenset(GraphNodeSerializer().fields)}
     assert {frozenset(edge) for edge in graph["edges"]} == {frozenset(GraphEdgeSerializer().fields)}
     assert graph["window"]["end"] == AT.isoformat().replace("+00:00", "Z")
+    assert graph["health_thresholds"] == {"degraded": 0.001, "failing": 0.10}
+
+
+@pytest.mark.django_db
+def test_health_thresholds_come_from_the_settings(mesh_traffic: None, admin_client: APIClient, settings: Any) -> None:
+    settings.MESH_HEALTH_DEGRADED_ERROR_RATE = 0.02
+    settings.MESH_HEALTH_FAILING_ERROR_RATE = 0.5
+    assert _graph(admin_client, "window=5m")["health_thresholds"] == {"degraded": 0.02, "failing": 0.5}
 
 
 @pytest.mark.django_db

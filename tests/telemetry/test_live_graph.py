@@ -77,6 +77,8 @@ async def test_a_subscriber_gets_a_snapshot_then_deltas_after_traffic(web: str, 
         await ws.send(json.dumps({"type": "subscribe", "topic": "graph", "namespace": "shop", "window": "1m"}))
         snapshot = await _next(ws, "snapshot")
         assert (snapshot["namespace"], snapshot["edges"]) == ("shop", [])
+        # The dashboard folds deltas into the snapshot and judges health the way the server does.
+        assert snapshot["health_thresholds"] == {"degraded": 0.001, "failing": 0.10}
 
         metrics = MeshMetrics()
         exporter = MetricExporter(
