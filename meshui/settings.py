@@ -14,6 +14,7 @@ from pathlib import Path
 import django_stubs_ext
 
 from meshui import environment as env
+from meshui.dashboard.static import immutable_file_test
 
 # Generic Django and DRF classes (ModelAdmin[Namespace]) are subscripted at run time.
 django_stubs_ext.monkeypatch()
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "meshui.telemetry",
     "meshui.health",
     "meshui.live",
+    "meshui.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -103,6 +105,14 @@ STATIC_URL = "static/"
 # (development, tests) WhiteNoise serves straight from the apps' static folders.
 STATIC_ROOT = DATA_DIR / "static" if PRODUCTION else None
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# The browser dashboard, built by `make frontend` (Vite, base /static/dashboard/): its
+# index.html is served for the page routes (meshui.dashboard), its assets as static
+# files under /static/dashboard/. Listed only once built, so a checkout without the
+# build has no missing static directory (staticfiles.W004); build before starting.
+DASHBOARD_DIST_DIR = Path(env.env_str(_environ, "MESHUI_DASHBOARD_DIST_DIR", str(BASE_DIR / "frontend" / "dist")))
+STATICFILES_DIRS = [("dashboard", DASHBOARD_DIST_DIR)] if DASHBOARD_DIST_DIR.is_dir() else []
+# Vite's assets carry a content hash in their names: cache them for good.
+WHITENOISE_IMMUTABLE_FILE_TEST = immutable_file_test
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -114,8 +124,10 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/api/auth/login/"
-LOGIN_REDIRECT_URL = "/api/v1/"
+# The dashboard's session login (meshui.dashboard); /api/auth/login/ (DRF's) still works.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 # --- security -------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

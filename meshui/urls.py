@@ -1,13 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from meshui.health.views import healthz, readyz
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
@@ -16,4 +14,6 @@ urlpatterns = [
     # A browser without a session is sent to the login page rather than shown a bare 403.
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/v1/", include("meshui.api.urls")),
+    # The browser dashboard (/, /graph, /traces/..., /services/..., /agents) and /login/, /logout/.
+    path("", include("meshui.dashboard.urls")),
 ]

@@ -187,4 +187,4 @@ def test_unauthenticated_requests_are_refused(path: str, world: dict[str, Namesp
 def test_the_docs_page_sends_anonymous_browsers_to_login(db: None) -> None:
     response = APIClient().get("/api/docs/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/api/auth/login/")
+    assert response["Location"].startswith("/login/?next=/api/docs/")
