@@ -8,8 +8,14 @@ DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BUILD_STAMP := $(VENV)/.build-installed
 PYTEST_ARGS ?=
+# The browser dashboard (frontend/, TypeScript + Vite). `npm ci` runs again only when the
+# lock file or package.json changes, `npm run build` only when a build input does.
+FRONTEND_MODULES := frontend/node_modules/.installed
+FRONTEND_BUILD := frontend/dist/index.html
+FRONTEND_INPUTS := frontend/package-lock.json frontend/package.json frontend/index.html frontend/vite.config.ts \
+	$(wildcard frontend/tsconfig*.json) $(shell find frontend/src frontend/public -type f 2>/dev/null)
 
-.PHONY: demo test lint format proto native bench bench-tools install install-dev clean
+.PHONY: demo test lint format proto native bench bench-tools frontend frontend-check browser install install-dev clean
 
 $(VPY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "meshui needs Python 3.11, found " + sys.version'
@@ -35,22 +41,48 @@ $(BENCH_STAMP): requirements.txt requirements-bench.txt | $(VPY)
 install: $(RUNTIME_STAMP)
 install-dev: $(DEV_STAMP)
 
+$(FRONTEND_MODULES): frontend/package-lock.json frontend/package.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+$(FRONTEND_BUILD): $(FRONTEND_MODULES) $(FRONTEND_INPUTS)
+	cd frontend && npm run build
+	touch $@
+
+## Build the browser dashboard into frontend/dist/ (Django serves it at / and /static/dashboard/).
+frontend: $(FRONTEND_BUILD)
+
+## The dashboard's own checks: types and lint (`npm run validate`, part of `make lint`), unit tests (`npm test`, part of `make test`).
+frontend-check: $(FRONTEND_MODULES)
+	cd frontend && npm run validate
+	cd frontend && npm test
+
+# The end-to-end tests drive a real browser: Debian's chromium.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make test needs chromium for the end-to-end tests: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 ## Compile the sidecar's request path with mypyc (skipped, interpreted, where there is no C compiler).
 native: $(BUILD_STAMP)
 	$(VPY) -m proxyagent.compile
 
-## Run the whole mesh on this machine; Ctrl-C stops it.
-demo: $(RUNTIME_STAMP) native
+## Run the whole mesh on this machine, dashboard included; Ctrl-C stops it.
+demo: $(RUNTIME_STAMP) native $(FRONTEND_BUILD)
 	$(VPY) -m meshui.launcher demo
 
-## Install what the tests need and run them all (an embedded Redis is started when REDIS_URL is unset).
-test: $(DEV_STAMP) native
+## Install what the tests need and run them all: the dashboard's unit tests, then pytest
+## (an embedded Redis is started when REDIS_URL is unset; the end-to-end tests use the built dashboard and chromium).
+test: $(DEV_STAMP) native $(FRONTEND_BUILD) browser
+	cd frontend && npm test
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) -m pytest $(PYTEST_ARGS)
 
-lint: $(DEV_STAMP)
+## Static checks: ruff and mypy for the Python, `npm run validate` (tsc, eslint) for the dashboard.
+lint: $(DEV_STAMP) $(FRONTEND_MODULES)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy meshui proxyagent tests bench
+	cd frontend && npm run validate
 
 ## Measure the sidecar against no proxy and HAProxy, and the telemetry pipeline; writes docs/benchmarks.md.
 bench: $(BENCH_STAMP) native bench-tools
@@ -73,4 +105,4 @@ format: $(DEV_STAMP)
 
 clean:
 	$(PYTHON) -m proxyagent.compile --remove 2>/dev/null || true
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache frontend/dist frontend/node_modules

@@ -1,0 +1,106 @@
+import type { GraphData, HealthThresholds } from "../model/graph";
+import type { TraceDetail } from "../model/waterfall";
+
+export interface Page<T> {
+  count?: number;
+  next: string | null;
+  previous: string | null;
+  results: T[];
+}
+
+export interface Me {
+  username: string;
+  is_superuser: boolean;
+  capabilities_everywhere: string[];
+  namespaces: { namespace: string; capabilities: string[] }[];
+}
+
+export interface Namespace {
+  id: number;
+  name: string;
+}
+
+export interface Service {
+  id: number;
+  namespace: string;
+  name: string;
+  ports: unknown;
+  labels: Record<string, string>;
+  load_balancer: string;
+}
+
+export interface Workload {
+  id: number;
+  service: number;
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  service_account: string;
+}
+
+export interface Instance {
+  id: number;
+  workload: number;
+  address: string;
+  port: number;
+  health: string;
+  last_seen: string | null;
+}
+
+export interface Agent {
+  id: number;
+  agent_id: string;
+  namespace: string;
+  instance: number | null;
+  version: string;
+  admin_address: string;
+  config_version: number;
+  status: "connected" | "stale" | "disconnected";
+  last_heartbeat: string | null;
+  registered_at: string;
+}
+
+export interface GraphWindow {
+  start: string;
+  end: string;
+  seconds: number;
+  resolution_s: number;
+}
+
+export interface GraphResponse extends GraphData {
+  window: GraphWindow;
+  health_thresholds?: HealthThresholds;
+}
+
+export interface TraceSummary {
+  trace_id: string;
+  root_service: string;
+  root_operation: string;
+  start: string;
+  end: string;
+  duration_us: number;
+  span_count: number;
+  error: boolean;
+  services: string[];
+}
+
+export type { TraceDetail };
+
+export interface SeriesPoint {
+  time: string;
+  requests: number;
+  rps: number;
+  error_rate: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  in_flight: number;
+}
+
+export interface ServiceMetrics {
+  service: string;
+  window: GraphWindow;
+  step_s: number;
+  inbound: SeriesPoint[];
+  outbound: SeriesPoint[];
+}

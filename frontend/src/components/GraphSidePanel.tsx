@@ -1,0 +1,169 @@
+import { Link } from "react-router";
+import type { Instance, Page, Service, TraceSummary } from "../api/types";
+import type { GraphData, Stats } from "../model/graph";
+import { formatAgo, formatBytes, formatDurationUs, formatMs, formatPercent, formatRate } from "../model/format";
+import type { Selection } from "./GraphCanvas";
+import { useApi, useNow, useScopeQuery } from "./hooks";
+import { Empty, ErrorState, HealthBadge, Loading } from "./States";
+
+function splitId(id: string): { name: string; namespace: string } {
+  const dot = id.lastIndexOf(".");
+  return dot < 0 ? { name: id, namespace: "" } : { name: id.slice(0, dot), namespace: id.slice(dot + 1) };
+}
+
+function Signals({ stats }: { stats: Stats }) {
+  return (
+    <dl className="signals" data-testid="signals">
+      <div>
+        <dt>Traffic</dt>
+        <dd>{formatRate(stats.rps)} rps</dd>
+      </div>
+      <div>
+        <dt>Errors</dt>
+        <dd>{formatPercent(stats.error_rate)}</dd>
+      </div>
+      <div>
+        <dt>p50</dt>
+        <dd>{formatMs(stats.p50_ms)}</dd>
+      </div>
+      <div>
+        <dt>p95</dt>
+        <dd>{formatMs(stats.p95_ms)}</dd>
+      </div>
+      <div>
+        <dt>p99</dt>
+        <dd>{formatMs(stats.p99_ms)}</dd>
+      </div>
+      <div>
+        <dt>Bytes</dt>
+        <dd>{formatBytes(stats.bytes)}</dd>
+      </div>
+    </dl>
+  );
+}
+
+export function TraceList({ path, query }: { path: string; query: Record<string, string | number | undefined> }) {
+  const traces = useApi<Page<TraceSummary>>(path, { limit: 8, ...query });
+  const scopeQuery = useScopeQuery();
+  if (traces.state === "error") return <ErrorState error={traces.error} onRetry={traces.reload} />;
+  if (!traces.data) return <Loading label="Loading traces…" />;
+  if (traces.data.results.length === 0) return <Empty title="No traces in this window" />;
+  return (
+    <ul className="trace-list" data-testid="panel-traces">
+      {traces.data.results.map((trace) => (
+        <li key={trace.trace_id}>
+          <Link to={`/traces/${trace.trace_id}${scopeQuery}`} className={trace.error ? "error-text" : ""}>
+            <span className="mono">{trace.trace_id.slice(0, 12)}</span> {trace.root_operation} · {formatDurationUs(trace.duration_us)}
+            {trace.error ? " · error" : ""}
+          </Link>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function ServiceInstances({ name, namespace }: { name: string; namespace: string }) {
+  const services = useApi<Page<Service>>("/api/v1/services/", { name, namespace });
+  const service = services.data?.results[0];
+  const instances = useApi<Page<Instance>>(service ? "/api/v1/instances/" : null, { service: service?.id, page_size: 100 });
+  const now = useNow(5000);
+  const scopeQuery = useScopeQuery();
+  if (services.state === "error") return <ErrorState error={services.error} />;
+  if (!services.data) return <Loading />;
+  if (!service) return <p className="muted">Not a registered service (traffic only).</p>;
+  return (
+    <>
+      <p>
+        <Link to={`/services/${service.id}${scopeQuery}`} className="button">
+          Open service page
+        </Link>
+      </p>
+      <h3>Instances</h3>
+      {!instances.data ? (
+        <Loading />
+      ) : instances.data.results.length === 0 ? (
+        <p className="muted">No instances registered.</p>
+      ) : (
+        <ul className="instance-list" data-testid="panel-instances">
+          {instances.data.results.map((instance) => (
+            <li key={instance.id}>
+              <HealthBadge health={instance.health} /> {instance.address}:{instance.port}{" "}
+              <span className="muted">seen {formatAgo(instance.last_seen, now)}</span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
+}
+
+export function GraphSidePanel({
+  selection,
+  graph,
+  window,
+  onClose,
+}: {
+  selection: NonNullable<Selection>;
+  graph: GraphData;
+  window: string;
+  onClose: () => void;
+}) {
+  const scopeQuery = useScopeQuery();
+  const close = (
+    <button type="button" className="button ghost close" aria-label="Close details" onClick={onClose}>
+      ×
+    </button>
+  );
+  if (selection.kind === "node") {
+    const node = graph.nodes.find((candidate) => candidate.id === selection.id);
+    if (!node) return <Empty title="That node left the graph">{close}</Empty>;
+    const { name, namespace } = splitId(node.id);
+    const callers = graph.edges.filter((edge) => edge.destination === node.id);
+    const callees = graph.edges.filter((edge) => edge.source === node.id);
+    return (
+      <div className="panel" data-testid="side-panel">
+        <div className="panel-header">
+          <h2>{node.name}</h2>
+          {close}
+        </div>
+        <p className="muted">
+          namespace {namespace} · <HealthBadge health={node.health} />
+        </p>
+        <h3>Into it, last {window}</h3>
+        <Signals stats={node} />
+        <h3>Calls</h3>
+        <p className="muted">
+          {callers.length} caller{callers.length === 1 ? "" : "s"}: {callers.map((edge) => splitId(edge.source).name).join(", ") || "none"}
+          <br />
+          {callees.length} callee{callees.length === 1 ? "" : "s"}: {callees.map((edge) => splitId(edge.destination).name).join(", ") || "none"}
+        </p>
+        <ServiceInstances name={name} namespace={namespace} />
+        <h3>
+          Recent traces <Link to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(name)}`}>search all</Link>
+        </h3>
+        <TraceList path="/api/v1/traces/" query={{ service: name }} />
+      </div>
+    );
+  }
+  const edge = graph.edges.find((candidate) => candidate.source === selection.source && candidate.destination === selection.destination);
+  if (!edge) return <Empty title="That edge left the graph">{close}</Empty>;
+  return (
+    <div className="panel" data-testid="side-panel">
+      <div className="panel-header">
+        <h2>
+          {splitId(edge.source).name} → {splitId(edge.destination).name}
+        </h2>
+        {close}
+      </div>
+      <p className="muted">
+        <HealthBadge health={edge.health} /> · mTLS {formatPercent(edge.mtls_share)} · denied {formatRate(edge.denied_rps)} rps
+      </p>
+      <Signals stats={edge} />
+      <h3>Traces on this edge</h3>
+      <TraceList
+        path={`/api/v1/edges/${encodeURIComponent(edge.source)}/${encodeURIComponent(edge.destination)}/traces/`}
+        query={{ window: window === "1m" ? "1m" : window }}
+      />
+    </div>
+  );
+}

@@ -1,0 +1,216 @@
+import { useMemo } from "react";
+import { Link, useParams } from "react-router";
+import type { Agent, GraphResponse, Instance, Page, Service, Workload } from "../api/types";
+import { useApi, useNow, useScope, useScopeQuery } from "../components/hooks";
+import { LiveChart } from "../components/LiveChart";
+import { TraceList } from "../components/GraphSidePanel";
+import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
+import { useServiceSeries, type LivePoint } from "../live/useServiceSeries";
+import { formatAgo, formatMs, formatPercent, formatRate } from "../model/format";
+
+const LIVE = new Set(["1m", "5m", "15m"]);
+
+function column(points: LivePoint[], pick: (point: LivePoint) => number | null): (number | null)[] {
+  return points.map(pick);
+}
+
+export function ServicePage() {
+  const { serviceId = "" } = useParams();
+  const scope = useScope();
+  const scopeQuery = useScopeQuery();
+  const service = useApi<Service>(/^\d+$/.test(serviceId) ? `/api/v1/services/${serviceId}/` : null);
+  const key = service.data ? `${service.data.name}.${service.data.namespace}` : null;
+  const liveWindow = (LIVE.has(scope.window) ? scope.window : "15m") as "1m" | "5m" | "15m";
+  const live = useServiceSeries(key, liveWindow);
+  const graph = useApi<GraphResponse>(service.data ? "/api/v1/graph/" : null, { namespace: service.data?.namespace, window: scope.window }, 15_000);
+
+  const inbound = live.inbound;
+  const outbound = live.outbound;
+  const charts = useMemo(
+    () => ({
+      rps: [column(inbound, (p) => p.t), column(inbound, (p) => p.rps)],
+      rpsOut: [column(outbound, (p) => p.t), column(outbound, (p) => p.rps)],
+      errors: [column(inbound, (p) => p.t), column(inbound, (p) => p.error_rate * 100)],
+      latency: [column(inbound, (p) => p.t), column(inbound, (p) => p.p50_ms), column(inbound, (p) => p.p95_ms), column(inbound, (p) => p.p99_ms)],
+      inFlight: [column(inbound, (p) => p.t), column(inbound, (p) => p.in_flight)],
+    }),
+    [inbound, outbound],
+  );
+
+  if (!/^\d+$/.test(serviceId)) return <Empty title="No such service" />;
+  if (service.state === "error") {
+    return "status" in service.error && service.error.status === 404 ? (
+      <Empty title="No such service">
+        It may have been removed, or it is in a namespace you may not view. <Link to={`/services${scopeQuery}`}>All services</Link>
+      </Empty>
+    ) : (
+      <ErrorState error={service.error} onRetry={service.reload} />
+    );
+  }
+  if (!service.data) return <Loading label="Loading the service…" />;
+  const node = graph.data?.nodes.find((candidate) => candidate.id === key);
+  const edgesIn = graph.data?.edges.filter((edge) => edge.destination === key) ?? [];
+  const edgesOut = graph.data?.edges.filter((edge) => edge.source === key) ?? [];
+
+  return (
+    <div className="page service-page">
+      <div className="page-header">
+        <h1>
+          {service.data.name} <span className="muted">· {service.data.namespace}</span>
+        </h1>
+        {node && <HealthBadge health={node.health} />}
+        <span className={`tag tag-live ${live.connection}`} data-testid="service-live">
+          ● Live, last {liveWindow}
+          {live.connection === "open" ? "" : ` (${live.connection})`}
+        </span>
+        <Link className="button" to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(service.data.name)}`}>
+          Traces
+        </Link>
+      </div>
+      {live.error && <ErrorState error={live.error} />}
+      {!live.ready ? (
+        <Loading label="Waiting for live metrics…" />
+      ) : (
+        <div className="charts" data-updates={live.updates}>
+          <LiveChart
+            title="Requests per second"
+            testId="chart-rps"
+            series={[{ label: "inbound", colour: "#0072b2" }]}
+            data={charts.rps}
+            format={(value) => formatRate(value)}
+          />
+          <LiveChart
+            title="Error rate (%)"
+            testId="chart-errors"
+            series={[{ label: "inbound", colour: "#d55e00" }]}
+            data={charts.errors}
+            format={(value) => `${value.toFixed(value < 10 ? 1 : 0)}%`}
+          />
+          <LiveChart
+            title="Latency"
+            testId="chart-latency"
+            series={[
+              { label: "p50", colour: "#009e73" },
+              { label: "p95", colour: "#e69f00", dash: [6, 3] },
+              { label: "p99", colour: "#cc79a7", dash: [2, 2] },
+            ]}
+            data={charts.latency}
+            format={(value) => formatMs(value)}
+          />
+          <LiveChart
+            title="In flight"
+            testId="chart-inflight"
+            series={[{ label: "inbound", colour: "#56b4e9" }]}
+            data={charts.inFlight}
+            format={(value) => value.toFixed(2)}
+          />
+          <LiveChart
+            title="Outbound requests per second"
+            testId="chart-rps-out"
+            series={[{ label: "outbound", colour: "#0072b2", dash: [4, 2] }]}
+            data={charts.rpsOut}
+            format={(value) => formatRate(value)}
+          />
+        </div>
+      )}
+      <div className="columns">
+        <section>
+          <h2>Inbound edges</h2>
+          <EdgeTable edges={edgesIn} end="source" loading={!graph.data} />
+          <h2>Outbound edges</h2>
+          <EdgeTable edges={edgesOut} end="destination" loading={!graph.data} />
+        </section>
+        <section>
+          <h2>Instances</h2>
+          <Instances service={service.data} />
+          <h2>Recent traces</h2>
+          <TraceList path="/api/v1/traces/" query={{ service: service.data.name }} />
+        </section>
+      </div>
+    </div>
+  );
+}
+
+function EdgeTable({
+  edges,
+  end,
+  loading,
+}: {
+  edges: GraphResponse["edges"];
+  end: "source" | "destination";
+  loading: boolean;
+}) {
+  if (loading) return <Loading />;
+  if (edges.length === 0) return <p className="muted">None in this window.</p>;
+  return (
+    <table className="table compact">
+      <thead>
+        <tr>
+          <th scope="col">{end === "source" ? "From" : "To"}</th>
+          <th scope="col">rps</th>
+          <th scope="col">errors</th>
+          <th scope="col">p99</th>
+          <th scope="col">health</th>
+        </tr>
+      </thead>
+      <tbody>
+        {edges.map((edge) => (
+          <tr key={`${edge.source}->${edge.destination}`}>
+            <td>{edge[end]}</td>
+            <td>{formatRate(edge.rps)}</td>
+            <td>{formatPercent(edge.error_rate)}</td>
+            <td>{formatMs(edge.p99_ms)}</td>
+            <td>
+              <HealthBadge health={edge.health} />
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function Instances({ service }: { service: Service }) {
+  const instances = useApi<Page<Instance>>("/api/v1/instances/", { service: service.id, page_size: 200 }, 10_000);
+  const workloads = useApi<Page<Workload>>("/api/v1/workloads/", { service: service.id, page_size: 200 });
+  const agents = useApi<Page<Agent>>("/api/v1/agents/", { namespace: service.namespace, page_size: 500 }, 10_000);
+  const now = useNow(2000);
+  if (instances.state === "error") return <ErrorState error={instances.error} onRetry={instances.reload} />;
+  if (!instances.data) return <Loading />;
+  if (instances.data.results.length === 0) return <p className="muted">No instances registered.</p>;
+  const workloadName = new Map(workloads.data?.results.map((workload) => [workload.id, workload.name]));
+  const agentOf = new Map(agents.data?.results.filter((agent) => agent.instance !== null).map((agent) => [agent.instance, agent]));
+  return (
+    <table className="table compact" data-testid="instances">
+      <thead>
+        <tr>
+          <th scope="col">Workload</th>
+          <th scope="col">Address</th>
+          <th scope="col">Health</th>
+          <th scope="col">Agent</th>
+          <th scope="col">Config</th>
+          <th scope="col">Heartbeat</th>
+        </tr>
+      </thead>
+      <tbody>
+        {instances.data.results.map((instance) => {
+          const agent = agentOf.get(instance.id);
+          return (
+            <tr key={instance.id}>
+              <td>{workloadName.get(instance.workload) ?? instance.workload}</td>
+              <td className="mono">
+                {instance.address}:{instance.port}
+              </td>
+              <td>
+                <HealthBadge health={instance.health} />
+              </td>
+              <td>{agent ? `${agent.agent_id} (${agent.status})` : "—"}</td>
+              <td>{agent ? `v${agent.config_version}` : "—"}</td>
+              <td>{formatAgo(agent?.last_heartbeat ?? instance.last_seen, now)}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
