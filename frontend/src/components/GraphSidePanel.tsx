@@ -53,7 +53,8 @@ export function TraceList({ path, query }: { path: string; query: Record<string,
       {traces.data.results.map((trace) => (
         <li key={trace.trace_id}>
           <Link to={`/traces/${trace.trace_id}${scopeQuery}`} className={trace.error ? "error-text" : ""}>
-            <span className="mono">{trace.trace_id.slice(0, 12)}</span> {trace.root_operation} · {formatDurationUs(trace.duration_us)}
+            <span className="mono">{trace.trace_id.slice(0, 12)}</span> {trace.root_operation} ·{" "}
+            {formatDurationUs(trace.duration_us)}
             {trace.error ? " · error" : ""}
           </Link>
         </li>
@@ -65,7 +66,10 @@ export function TraceList({ path, query }: { path: string; query: Record<string,
 function ServiceInstances({ name, namespace }: { name: string; namespace: string }) {
   const services = useApi<Page<Service>>("/api/v1/services/", { name, namespace });
   const service = services.data?.results[0];
-  const instances = useApi<Page<Instance>>(service ? "/api/v1/instances/" : null, { service: service?.id, page_size: 100 });
+  const instances = useApi<Page<Instance>>(service ? "/api/v1/instances/" : null, {
+    service: service?.id,
+    page_size: 100,
+  });
   const now = useNow(5000);
   const scopeQuery = useScopeQuery();
   if (services.state === "error") return <ErrorState error={services.error} />;
@@ -133,19 +137,26 @@ export function GraphSidePanel({
         <Signals stats={node} />
         <h3>Calls</h3>
         <p className="muted">
-          {callers.length} caller{callers.length === 1 ? "" : "s"}: {callers.map((edge) => splitId(edge.source).name).join(", ") || "none"}
+          {callers.length} caller{callers.length === 1 ? "" : "s"}:{" "}
+          {callers.map((edge) => splitId(edge.source).name).join(", ") || "none"}
           <br />
-          {callees.length} callee{callees.length === 1 ? "" : "s"}: {callees.map((edge) => splitId(edge.destination).name).join(", ") || "none"}
+          {callees.length} callee{callees.length === 1 ? "" : "s"}:{" "}
+          {callees.map((edge) => splitId(edge.destination).name).join(", ") || "none"}
         </p>
         <ServiceInstances name={name} namespace={namespace} />
         <h3>
-          Recent traces <Link to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(name)}`}>search all</Link>
+          Recent traces{" "}
+          <Link to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(name)}`}>
+            search all
+          </Link>
         </h3>
         <TraceList path="/api/v1/traces/" query={{ service: name }} />
       </div>
     );
   }
-  const edge = graph.edges.find((candidate) => candidate.source === selection.source && candidate.destination === selection.destination);
+  const edge = graph.edges.find(
+    (candidate) => candidate.source === selection.source && candidate.destination === selection.destination,
+  );
   if (!edge) return <Empty title="That edge left the graph">{close}</Empty>;
   return (
     <div className="panel" data-testid="side-panel">
@@ -156,7 +167,8 @@ export function GraphSidePanel({
         {close}
       </div>
       <p className="muted">
-        <HealthBadge health={edge.health} /> · mTLS {formatPercent(edge.mtls_share)} · denied {formatRate(edge.denied_rps)} rps
+        <HealthBadge health={edge.health} /> · mTLS {formatPercent(edge.mtls_share)} · denied{" "}
+        {formatRate(edge.denied_rps)} rps
       </p>
       <Signals stats={edge} />
       <h3>Traces on this edge</h3>

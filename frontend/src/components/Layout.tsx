@@ -1,7 +1,8 @@
-import { useState } from "react";
+import { Suspense, useState } from "react";
 import { NavLink, Outlet } from "react-router";
 import { logout } from "../api/client";
 import type { Namespace, Page } from "../api/types";
+import { Loading } from "./States";
 import { useApi, useMe, useScope, useScopeQuery, WINDOWS, type WindowChoice } from "./hooks";
 
 const NAV = [
@@ -36,7 +37,11 @@ export function Layout() {
         </NavLink>
         <nav aria-label="Main">
           {NAV.map((item) => (
-            <NavLink key={item.to} to={`${item.to}${scopeQuery}`} className={({ isActive }) => (isActive ? "active" : "")}>
+            <NavLink
+              key={item.to}
+              to={`${item.to}${scopeQuery}`}
+              className={({ isActive }) => (isActive ? "active" : "")}
+            >
               {item.label}
             </NavLink>
           ))}
@@ -93,7 +98,11 @@ export function Layout() {
               </div>
               <div className="menu-section">
                 <div className="muted">Can</div>
-                {roles.length ? roles.map((line) => <div key={line}>{line}</div>) : <div>nothing yet: ask an admin</div>}
+                {roles.length ? (
+                  roles.map((line) => <div key={line}>{line}</div>)
+                ) : (
+                  <div>nothing yet: ask an admin</div>
+                )}
               </div>
               <button type="button" role="menuitem" className="button" onClick={() => void logout()}>
                 Sign out
@@ -103,7 +112,9 @@ export function Layout() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        <Outlet />
+        <Suspense fallback={<Loading label="Loading the page…" />}>
+          <Outlet />
+        </Suspense>
       </main>
     </div>
   );

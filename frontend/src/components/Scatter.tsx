@@ -20,7 +20,13 @@ export function Scatter({ traces, onOpen }: { traces: TraceSummary[]; onOpen: (t
   }, [traces]);
   if (traces.length === 0) return null;
   return (
-    <svg className="scatter" viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="group" aria-label="Trace durations over time" data-testid="scatter">
+    <svg
+      className="scatter"
+      viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+      role="group"
+      aria-label="Trace durations over time"
+      data-testid="scatter"
+    >
       <line x1={PAD.left} x2={WIDTH - PAD.right} y1={HEIGHT - PAD.bottom} y2={HEIGHT - PAD.bottom} className="axis" />
       <line x1={PAD.left} x2={PAD.left} y1={PAD.top} y2={HEIGHT - PAD.bottom} className="axis" />
       <text x={PAD.left - 6} y={PAD.top + 8} textAnchor="end" className="axis-label">

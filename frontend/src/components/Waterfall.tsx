@@ -63,7 +63,14 @@ export function Waterfall({
                 data-span={span.span_id}
                 data-service={span.service}
                 className={`waterfall-row${row.error ? " is-error" : ""}${row.onCriticalPath ? " is-critical" : ""}${selected === span.span_id ? " is-selected" : ""}`}
-                style={{ position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}
+                style={{
+                  position: "absolute",
+                  top: 0,
+                  left: 0,
+                  right: 0,
+                  height: ROW_HEIGHT,
+                  transform: `translateY(${item.start}px)`,
+                }}
               >
                 <div className="waterfall-label" style={{ paddingLeft: 8 + row.depth * 14 }}>
                   {row.hasChildren ? (
@@ -90,7 +97,10 @@ export function Waterfall({
                 <div className="waterfall-timeline" onClick={() => onSelect(span)}>
                   <div
                     className="bar"
-                    style={{ left: `${(row.offsetUs / total) * 100}%`, width: `max(2px, ${(row.durationUs / total) * 100}%)` }}
+                    style={{
+                      left: `${(row.offsetUs / total) * 100}%`,
+                      width: `max(2px, ${(row.durationUs / total) * 100}%)`,
+                    }}
                     title={`${span.service} ${span.operation}: ${formatDurationUs(row.durationUs)}`}
                   >
                     {row.criticalSegments.map((segment) => (
@@ -104,7 +114,10 @@ export function Waterfall({
                       />
                     ))}
                   </div>
-                  <span className="bar-label" style={{ left: `calc(${((row.offsetUs + row.durationUs) / total) * 100}% + 4px)` }}>
+                  <span
+                    className="bar-label"
+                    style={{ left: `calc(${((row.offsetUs + row.durationUs) / total) * 100}% + 4px)` }}
+                  >
                     {formatDurationUs(row.durationUs)}
                   </span>
                 </div>
@@ -171,7 +184,11 @@ export function SpanDetails({ span, onClose }: { span: Span; onClose: () => void
         </dl>
       )}
       <h3>Events</h3>
-      {span.events.length === 0 ? <p className="muted">None.</p> : <pre className="mono">{JSON.stringify(span.events, null, 2)}</pre>}
+      {span.events.length === 0 ? (
+        <p className="muted">None.</p>
+      ) : (
+        <pre className="mono">{JSON.stringify(span.events, null, 2)}</pre>
+      )}
     </div>
   );
 }

@@ -4,14 +4,16 @@ import { apiGet, ApiError } from "../api/client";
 import type { Me } from "../api/types";
 
 export type Loadable<T> =
-  | { state: "loading"; data?: T }
-  | { state: "error"; error: ApiError | Error; data?: T }
-  | { state: "ready"; data: T };
+  { state: "loading"; data?: T } | { state: "error"; error: ApiError | Error; data?: T } | { state: "ready"; data: T };
 
 type Query = Parameters<typeof apiGet>[1];
 
 /** GET a resource whenever the path or query changes; `refreshMs` polls it, keeping the last data while reloading. */
-export function useApi<T>(path: string | null, query: Query = {}, refreshMs?: number): Loadable<T> & { reload: () => void } {
+export function useApi<T>(
+  path: string | null,
+  query: Query = {},
+  refreshMs?: number,
+): Loadable<T> & { reload: () => void } {
   // Each answer is tagged with the request it answers: until the current one's arrives, the hook reports
   // loading with the last data it had (a poll or a changed query does not blank the page).
   const [result, setResult] = useState<{ key: string | null; path: string | null; loaded: Loadable<T> }>({
@@ -33,7 +35,11 @@ export function useApi<T>(path: string | null, query: Query = {}, refreshMs?: nu
         setResult((previous) => ({
           key,
           path,
-          loaded: { state: "error", error: error instanceof Error ? error : new Error(String(error)), data: previous.loaded.data },
+          loaded: {
+            state: "error",
+            error: error instanceof Error ? error : new Error(String(error)),
+            data: previous.loaded.data,
+          },
         }));
       });
     return () => controller.abort();

@@ -15,7 +15,8 @@ function subjectOf(subscription: Subscription): string {
 // Which subscription a server message belongs to.
 export function subjectOfMessage(message: LiveMessage): string | null {
   if (message.type === "snapshot" || message.type === "delta") return `graph:${String(message.namespace)}`;
-  if (message.type === "service_snapshot" || message.type === "service_delta") return `service:${String(message.service)}`;
+  if (message.type === "service_snapshot" || message.type === "service_delta")
+    return `service:${String(message.service)}`;
   return null;
 }
 

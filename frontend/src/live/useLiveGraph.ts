@@ -1,5 +1,13 @@
 import { useEffect, useMemo, useState } from "react";
-import { addDelta, currentGraph, newLiveGraph, type EdgeDelta, type GraphData, type HealthThresholds, type LiveGraphState } from "../model/graph";
+import {
+  addDelta,
+  currentGraph,
+  newLiveGraph,
+  type EdgeDelta,
+  type GraphData,
+  type HealthThresholds,
+  type LiveGraphState,
+} from "../model/graph";
 import { liveSocket, type ConnectionState, type LiveMessage } from "./socket";
 
 const DEFAULT_THRESHOLDS: HealthThresholds = { degraded: 0.001, failing: 0.1 };
@@ -12,8 +20,14 @@ export function useLiveGraph(
 ): { graph: GraphData | null; error: Error | null; connection: ConnectionState } {
   const subject = namespace === null ? null : `${namespace}/${window}`;
   // Tagged with the subscription it belongs to, so a change of namespace shows nothing stale.
-  const [tagged, setState] = useState<{ subject: string | null; state: LiveGraphState | null }>({ subject: null, state: null });
-  const [errorTagged, setError] = useState<{ subject: string | null; error: Error | null }>({ subject: null, error: null });
+  const [tagged, setState] = useState<{ subject: string | null; state: LiveGraphState | null }>({
+    subject: null,
+    state: null,
+  });
+  const [errorTagged, setError] = useState<{ subject: string | null; error: Error | null }>({
+    subject: null,
+    error: null,
+  });
   const state = tagged.subject === subject ? tagged.state : null;
   const error = errorTagged.subject === subject ? errorTagged.error : null;
   const [thresholds, setThresholds] = useState<HealthThresholds>(DEFAULT_THRESHOLDS);

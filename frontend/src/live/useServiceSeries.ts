@@ -47,7 +47,10 @@ export function useServiceSeries(service: string | null, window: "1m" | "5m" | "
     inbound: [],
     outbound: [],
   });
-  const [errorTagged, setError] = useState<{ subject: string | null; error: Error | null }>({ subject: null, error: null });
+  const [errorTagged, setError] = useState<{ subject: string | null; error: Error | null }>({
+    subject: null,
+    error: null,
+  });
   const ready = tagged.subject === subject && subject !== null;
   const series = ready ? tagged : { inbound: [] as LivePoint[], outbound: [] as LivePoint[] };
   const error = errorTagged.subject === subject ? errorTagged.error : null;
@@ -77,10 +80,16 @@ export function useServiceSeries(service: string | null, window: "1m" | "5m" | "
             : {
                 subject: current,
                 inbound: message.inbound
-                  ? [...previous.inbound.filter((point) => point.t >= cutoff), fromDelta(message.inbound as SideDelta, t)]
+                  ? [
+                      ...previous.inbound.filter((point) => point.t >= cutoff),
+                      fromDelta(message.inbound as SideDelta, t),
+                    ]
                   : previous.inbound,
                 outbound: message.outbound
-                  ? [...previous.outbound.filter((point) => point.t >= cutoff), fromDelta(message.outbound as SideDelta, t)]
+                  ? [
+                      ...previous.outbound.filter((point) => point.t >= cutoff),
+                      fromDelta(message.outbound as SideDelta, t),
+                    ]
                   : previous.outbound,
               },
         );

@@ -84,9 +84,7 @@ describe("parseFilter", () => {
     expect(conditionsOf('name *= "cat and dog, too"')).toEqual([
       { field: "name", op: "*=", value: "cat and dog, too" },
     ]);
-    expect(conditionsOf("namespace != kube-system")).toEqual([
-      { field: "namespace", op: "!=", value: "kube-system" },
-    ]);
+    expect(conditionsOf("namespace != kube-system")).toEqual([{ field: "namespace", op: "!=", value: "kube-system" }]);
   });
 
   it("normalises health values and rejects unknown ones", () => {

@@ -312,8 +312,7 @@ export function placeNear(nodeId: string, graph: GraphData, positions: Map<strin
   const neighbours: Point[] = [];
   const counted = new Set<string>();
   for (const edge of graph.edges) {
-    const other =
-      edge.source === nodeId ? edge.destination : edge.destination === nodeId ? edge.source : null;
+    const other = edge.source === nodeId ? edge.destination : edge.destination === nodeId ? edge.source : null;
     if (other === null || other === nodeId || counted.has(other)) continue;
     counted.add(other);
     const p = positions.get(other);

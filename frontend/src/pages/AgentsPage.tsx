@@ -7,12 +7,19 @@ const STATUS_HEALTH: Record<string, string> = { connected: "healthy", stale: "de
 
 export function AgentsPage() {
   const scope = useScope();
-  const agents = useApi<Page<Agent>>("/api/v1/agents/", { namespace: scope.namespace || undefined, page_size: 500, ordering: "agent_id" }, 5_000);
+  const agents = useApi<Page<Agent>>(
+    "/api/v1/agents/",
+    { namespace: scope.namespace || undefined, page_size: 500, ordering: "agent_id" },
+    5_000,
+  );
   const now = useNow(1000);
   if (agents.state === "error" && !agents.data) return <ErrorState error={agents.error} onRetry={agents.reload} />;
   if (!agents.data) return <Loading label="Loading agents…" />;
   const rows = agents.data.results;
-  const counts = rows.reduce<Record<string, number>>((total, agent) => ({ ...total, [agent.status]: (total[agent.status] ?? 0) + 1 }), {});
+  const counts = rows.reduce<Record<string, number>>(
+    (total, agent) => ({ ...total, [agent.status]: (total[agent.status] ?? 0) + 1 }),
+    {},
+  );
   return (
     <div className="page">
       <div className="page-header">

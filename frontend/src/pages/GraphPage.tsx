@@ -1,7 +1,7 @@
-import { useMemo, useState } from "react";
+import { lazy, Suspense, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import type { GraphResponse } from "../api/types";
-import { GraphCanvas, type EdgeMetric, type Selection } from "../components/GraphCanvas";
+import type { EdgeMetric, Selection } from "../components/GraphCanvas";
 import { GraphSidePanel } from "../components/GraphSidePanel";
 import { useApi, useScope, useScopeQuery } from "../components/hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
@@ -10,7 +10,10 @@ import { FILTER_HELP, parseFilter } from "../model/filter";
 import { filterGraph, type GraphData } from "../model/graph";
 import { formatMs, formatPercent, formatRate } from "../model/format";
 
+// Cytoscape is most of this page's code: it downloads while the page asks for the graph, not before.
+const GraphCanvas = lazy(() => import("../components/GraphCanvas").then((module) => ({ default: module.GraphCanvas })));
 const LIVE_WINDOWS = new Set(["1m", "5m", "15m"]);
+const NODE_LIST_LIMIT = 100;
 
 function toLocalInput(iso: string): string {
   const date = new Date(iso);
@@ -23,7 +26,9 @@ export function GraphPage() {
   const scopeQuery = useScopeQuery();
   const [params, setParams] = useSearchParams();
   const group = params.get("group") === "workload" ? "workload" : "service";
-  const metric = (["rps", "errors", "p99"].includes(params.get("label") ?? "") ? params.get("label") : "rps") as EdgeMetric;
+  const metric = (
+    ["rps", "errors", "p99"].includes(params.get("label") ?? "") ? params.get("label") : "rps"
+  ) as EdgeMetric;
   const at = params.get("at");
   const filterText = params.get("filter") ?? "";
   const filterMode = params.get("mode") === "hide" ? "hide" : "find";
@@ -53,7 +58,8 @@ export function GraphPage() {
 
   const parsed = useMemo(() => parseFilter(filterText), [filterText]);
   const matched = useMemo(
-    () => (graph && parsed.ok && parsed.conditions.length ? filterGraph(graph, parsed.conditions, filterMode).matched : null),
+    () =>
+      graph && parsed.ok && parsed.conditions.length ? filterGraph(graph, parsed.conditions, filterMode).matched : null,
     [graph, parsed, filterMode],
   );
   const draftParsed = useMemo(() => parseFilter(draftFilter), [draftFilter]);
@@ -75,7 +81,9 @@ export function GraphPage() {
           {at ? (
             <span className="tag tag-replay">Replay · window ending {new Date(at).toLocaleString()}</span>
           ) : streamed ? (
-            <span className={`tag tag-live ${live.connection}`}>● Live {live.connection === "open" ? "" : `(${live.connection})`}</span>
+            <span className={`tag tag-live ${live.connection}`}>
+              ● Live {live.connection === "open" ? "" : `(${live.connection})`}
+            </span>
           ) : (
             <span className="tag">Refreshing every 10 s</span>
           )}
@@ -84,14 +92,20 @@ export function GraphPage() {
       <div className="toolbar" role="toolbar" aria-label="Graph options">
         <label>
           View
-          <select value={group} onChange={(event) => setParam("group", event.target.value === "workload" ? "workload" : null)}>
+          <select
+            value={group}
+            onChange={(event) => setParam("group", event.target.value === "workload" ? "workload" : null)}
+          >
             <option value="service">services</option>
             <option value="workload">workloads</option>
           </select>
         </label>
         <label>
           Edge labels
-          <select value={metric} onChange={(event) => setParam("label", event.target.value === "rps" ? null : event.target.value)}>
+          <select
+            value={metric}
+            onChange={(event) => setParam("label", event.target.value === "rps" ? null : event.target.value)}
+          >
             <option value="rps">requests/s</option>
             <option value="errors">error %</option>
             <option value="p99">p99 latency</option>
@@ -116,14 +130,23 @@ export function GraphPage() {
               onChange={(event) => setDraftFilter(event.target.value)}
             />
           </label>
-          <select aria-label="Filter mode" value={filterMode} onChange={(event) => setParam("mode", event.target.value === "hide" ? "hide" : null)}>
+          <select
+            aria-label="Filter mode"
+            value={filterMode}
+            onChange={(event) => setParam("mode", event.target.value === "hide" ? "hide" : null)}
+          >
             <option value="find">find</option>
             <option value="hide">hide</option>
           </select>
           <button type="submit" className="button" disabled={!draftParsed.ok}>
             Apply
           </button>
-          <button type="button" className="button ghost" aria-expanded={showHelp} onClick={() => setShowHelp((value) => !value)}>
+          <button
+            type="button"
+            className="button ghost"
+            aria-expanded={showHelp}
+            onClick={() => setShowHelp((value) => !value)}
+          >
             ?
           </button>
           {!draftParsed.ok && (
@@ -138,7 +161,9 @@ export function GraphPage() {
             <input
               type="datetime-local"
               value={at ? toLocalInput(at) : ""}
-              onChange={(event) => setParam("at", event.target.value ? new Date(event.target.value).toISOString() : null)}
+              onChange={(event) =>
+                setParam("at", event.target.value ? new Date(event.target.value).toISOString() : null)
+              }
             />
           </label>
           {at && (
@@ -151,7 +176,8 @@ export function GraphPage() {
       {showHelp && (
         <div className="help-box" data-testid="filter-help">
           <p>
-            Conditions on nodes, joined by <code>and</code> or commas. <em>find</em> highlights the matches, <em>hide</em> hides them.
+            Conditions on nodes, joined by <code>and</code> or commas. <em>find</em> highlights the matches,{" "}
+            <em>hide</em> hides them.
           </p>
           <table>
             <tbody>
@@ -174,28 +200,40 @@ export function GraphPage() {
           {graph && graph.nodes.length === 0 && (
             <Empty title="No traffic in this window">
               Nothing went through the mesh {scope.namespace ? `in ${scope.namespace} ` : ""}in the last {scope.window}
-              {windowEnd ? ` before ${new Date(windowEnd).toLocaleTimeString()}` : ""}. Start the demo (<code>make demo</code>) or send requests
-              through a sidecar.
+              {windowEnd ? ` before ${new Date(windowEnd).toLocaleTimeString()}` : ""}. Start the demo (
+              <code>make demo</code>) or send requests through a sidecar.
             </Empty>
           )}
           {graph && graph.nodes.length > 0 && (
-            <GraphCanvas
-              key={storageKey}
-              graph={graph}
-              metric={metric}
-              matched={matched}
-              filterMode={filterMode}
-              storageKey={storageKey}
-              onSelect={setSelection}
-            />
+            <Suspense fallback={<Loading label="Drawing the graph…" />}>
+              <GraphCanvas
+                key={storageKey}
+                graph={graph}
+                metric={metric}
+                matched={matched}
+                filterMode={filterMode}
+                storageKey={storageKey}
+                onSelect={setSelection}
+              />
+            </Suspense>
           )}
           <Legend />
         </section>
         <aside className="side-panel" aria-label="Details">
           {selection && graph ? (
-            <GraphSidePanel selection={selection} graph={graph} window={scope.window} onClose={() => setSelection(null)} />
+            <GraphSidePanel
+              selection={selection}
+              graph={graph}
+              window={scope.window}
+              onClose={() => setSelection(null)}
+            />
           ) : (
-            <NodeList graph={graph} matched={matched} filterMode={filterMode} onSelect={(id) => setSelection({ kind: "node", id })} />
+            <NodeList
+              graph={graph}
+              matched={matched}
+              filterMode={filterMode}
+              onSelect={(id) => setSelection({ kind: "node", id })}
+            />
           )}
         </aside>
       </div>
@@ -235,15 +273,21 @@ function NodeList({
   filterMode: "find" | "hide";
   onSelect: (id: string) => void;
 }) {
+  const [showAll, setShowAll] = useState(false);
   if (!graph) return null;
-  const nodes = graph.nodes.filter((node) => !matched || (filterMode === "find" ? matched.has(node.id) : !matched.has(node.id)));
+  const nodes = graph.nodes.filter(
+    (node) => !matched || (filterMode === "find" ? matched.has(node.id) : !matched.has(node.id)),
+  );
+  // The busiest first; on a big mesh only the top of the list until asked (the filter narrows it down).
+  const ranked = [...nodes].sort((a, b) => b.rps - a.rps || a.id.localeCompare(b.id));
+  const shown = showAll ? ranked : ranked.slice(0, NODE_LIST_LIMIT);
   return (
     <div className="node-list">
       <h2>
         {nodes.length} of {graph.nodes.length} nodes
       </h2>
       <ul data-testid="node-list">
-        {nodes.map((node) => (
+        {shown.map((node) => (
           <li key={node.id}>
             <button type="button" className="node-button" data-node={node.id} onClick={() => onSelect(node.id)}>
               <HealthBadge health={node.health} />
@@ -255,6 +299,11 @@ function NodeList({
           </li>
         ))}
       </ul>
+      {shown.length < ranked.length && (
+        <button type="button" className="button ghost" onClick={() => setShowAll(true)}>
+          Show all {ranked.length}
+        </button>
+      )}
     </div>
   );
 }

@@ -22,7 +22,11 @@ export function ServicePage() {
   const key = service.data ? `${service.data.name}.${service.data.namespace}` : null;
   const liveWindow = (LIVE.has(scope.window) ? scope.window : "15m") as "1m" | "5m" | "15m";
   const live = useServiceSeries(key, liveWindow);
-  const graph = useApi<GraphResponse>(service.data ? "/api/v1/graph/" : null, { namespace: service.data?.namespace, window: scope.window }, 15_000);
+  const graph = useApi<GraphResponse>(
+    service.data ? "/api/v1/graph/" : null,
+    { namespace: service.data?.namespace, window: scope.window },
+    15_000,
+  );
 
   const inbound = live.inbound;
   const outbound = live.outbound;
@@ -31,7 +35,12 @@ export function ServicePage() {
       rps: [column(inbound, (p) => p.t), column(inbound, (p) => p.rps)],
       rpsOut: [column(outbound, (p) => p.t), column(outbound, (p) => p.rps)],
       errors: [column(inbound, (p) => p.t), column(inbound, (p) => p.error_rate * 100)],
-      latency: [column(inbound, (p) => p.t), column(inbound, (p) => p.p50_ms), column(inbound, (p) => p.p95_ms), column(inbound, (p) => p.p99_ms)],
+      latency: [
+        column(inbound, (p) => p.t),
+        column(inbound, (p) => p.p50_ms),
+        column(inbound, (p) => p.p95_ms),
+        column(inbound, (p) => p.p99_ms),
+      ],
       inFlight: [column(inbound, (p) => p.t), column(inbound, (p) => p.in_flight)],
     }),
     [inbound, outbound],
@@ -41,7 +50,8 @@ export function ServicePage() {
   if (service.state === "error") {
     return "status" in service.error && service.error.status === 404 ? (
       <Empty title="No such service">
-        It may have been removed, or it is in a namespace you may not view. <Link to={`/services${scopeQuery}`}>All services</Link>
+        It may have been removed, or it is in a namespace you may not view.{" "}
+        <Link to={`/services${scopeQuery}`}>All services</Link>
       </Empty>
     ) : (
       <ErrorState error={service.error} onRetry={service.reload} />
@@ -63,7 +73,10 @@ export function ServicePage() {
           ● Live, last {liveWindow}
           {live.connection === "open" ? "" : ` (${live.connection})`}
         </span>
-        <Link className="button" to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(service.data.name)}`}>
+        <Link
+          className="button"
+          to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(service.data.name)}`}
+        >
           Traces
         </Link>
       </div>
@@ -179,7 +192,9 @@ function Instances({ service }: { service: Service }) {
   if (!instances.data) return <Loading />;
   if (instances.data.results.length === 0) return <p className="muted">No instances registered.</p>;
   const workloadName = new Map(workloads.data?.results.map((workload) => [workload.id, workload.name]));
-  const agentOf = new Map(agents.data?.results.filter((agent) => agent.instance !== null).map((agent) => [agent.instance, agent]));
+  const agentOf = new Map(
+    agents.data?.results.filter((agent) => agent.instance !== null).map((agent) => [agent.instance, agent]),
+  );
   return (
     <table className="table compact" data-testid="instances">
       <thead>

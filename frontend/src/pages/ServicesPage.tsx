@@ -7,8 +7,16 @@ import { formatMs, formatPercent, formatRate } from "../model/format";
 export function ServicesPage() {
   const scope = useScope();
   const scopeQuery = useScopeQuery();
-  const services = useApi<Page<Service>>("/api/v1/services/", { namespace: scope.namespace || undefined, page_size: 500, ordering: "name" });
-  const graph = useApi<GraphResponse>("/api/v1/graph/", { namespace: scope.namespace || undefined, window: scope.window }, 15_000);
+  const services = useApi<Page<Service>>("/api/v1/services/", {
+    namespace: scope.namespace || undefined,
+    page_size: 500,
+    ordering: "name",
+  });
+  const graph = useApi<GraphResponse>(
+    "/api/v1/graph/",
+    { namespace: scope.namespace || undefined, window: scope.window },
+    15_000,
+  );
   if (services.state === "error") return <ErrorState error={services.error} onRetry={services.reload} />;
   if (!services.data) return <Loading label="Loading services…" />;
   const nodes = new Map(graph.data?.nodes.map((node) => [node.id, node]));

@@ -16,7 +16,10 @@ export function TraceComparePage() {
   const valid = TRACE_ID.test(a) && TRACE_ID.test(b);
   const left = useApi<TraceDetail>(valid ? `/api/v1/traces/${a}/` : null);
   const right = useApi<TraceDetail>(valid ? `/api/v1/traces/${b}/` : null);
-  const rows = useMemo(() => (left.data && right.data ? compareTraces(left.data, right.data) : []), [left.data, right.data]);
+  const rows = useMemo(
+    () => (left.data && right.data ? compareTraces(left.data, right.data) : []),
+    [left.data, right.data],
+  );
 
   if (!valid) {
     return (
@@ -58,7 +61,11 @@ export function TraceComparePage() {
                 <td className={row.a?.error ? "error-text" : ""}>{row.a ? formatDurationUs(row.a.durationUs) : "—"}</td>
                 <td className={row.b?.error ? "error-text" : ""}>{row.b ? formatDurationUs(row.b.durationUs) : "—"}</td>
                 <td className={row.deltaUs !== null && row.deltaUs > 0 ? "slower" : "faster"}>
-                  {row.deltaUs === null ? (row.a ? "only in A" : "only in B") : `${row.deltaUs > 0 ? "+" : row.deltaUs < 0 ? "−" : ""}${formatDurationUs(Math.abs(row.deltaUs))}`}
+                  {row.deltaUs === null
+                    ? row.a
+                      ? "only in A"
+                      : "only in B"
+                    : `${row.deltaUs > 0 ? "+" : row.deltaUs < 0 ? "−" : ""}${formatDurationUs(Math.abs(row.deltaUs))}`}
                 </td>
               </tr>
             );

@@ -18,7 +18,8 @@ export function TracePage() {
   if (detail.state === "error") {
     return detail.error.message.includes("Not found") || ("status" in detail.error && detail.error.status === 404) ? (
       <Empty title="No such trace">
-        It may have expired, or it touched no namespace you may view. <Link to={`/traces${scopeQuery}`}>Search traces</Link>
+        It may have expired, or it touched no namespace you may view.{" "}
+        <Link to={`/traces${scopeQuery}`}>Search traces</Link>
       </Empty>
     ) : (
       <ErrorState error={detail.error} onRetry={detail.reload} />
@@ -65,7 +66,8 @@ export function TracePage() {
         </div>
       </dl>
       <p className="muted">
-        <span className="critical-key" aria-hidden="true" /> critical path: the spans that set the trace's end-to-end time.
+        <span className="critical-key" aria-hidden="true" /> critical path: the spans that set the trace's end-to-end
+        time.
       </p>
       <div className="trace-layout">
         <Waterfall detail={detail.data} selected={selected?.span_id ?? null} onSelect={setSelected} />

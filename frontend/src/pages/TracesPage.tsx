@@ -6,7 +6,14 @@ import { Scatter } from "../components/Scatter";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { formatDurationUs, formatTimestamp } from "../model/format";
 
-const WINDOW_SECONDS: Record<string, number> = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400 };
+const WINDOW_SECONDS: Record<string, number> = {
+  "1m": 60,
+  "5m": 300,
+  "15m": 900,
+  "1h": 3600,
+  "6h": 21600,
+  "1d": 86400,
+};
 const FIELDS = ["service", "operation", "tags", "min_duration", "max_duration", "errors"] as const;
 const SORTS = [
   { key: "start", label: "Start" },
@@ -29,7 +36,10 @@ export function TracesPage() {
   const end = params.get("end") ?? null;
   const range = useMemo(() => {
     const until = end ? new Date(end) : searchedAt;
-    return { start: new Date(until.getTime() - (WINDOW_SECONDS[scope.window] ?? 300) * 1000).toISOString(), end: end ?? undefined };
+    return {
+      start: new Date(until.getTime() - (WINDOW_SECONDS[scope.window] ?? 300) * 1000).toISOString(),
+      end: end ?? undefined,
+    };
   }, [end, searchedAt, scope.window]);
 
   // The URL changed (back button, a shared link): the form shows its search again.
@@ -71,19 +81,25 @@ export function TracesPage() {
   const goTo = (url: string | null) =>
     setParams((current) => {
       const next = new URLSearchParams(current);
-      if (url) next.set("page", new URL(url, window.location.origin).pathname + new URL(url, window.location.origin).search);
+      if (url)
+        next.set("page", new URL(url, window.location.origin).pathname + new URL(url, window.location.origin).search);
       else next.delete("page");
       return next;
     });
   const fieldError = (name: string) =>
-    traces.state === "error" && "fields" in traces.error ? (traces.error as { fields: Record<string, string[]> }).fields[name]?.join(" ") : undefined;
+    traces.state === "error" && "fields" in traces.error
+      ? (traces.error as { fields: Record<string, string[]> }).fields[name]?.join(" ")
+      : undefined;
 
   return (
     <div className="page traces-page">
       <div className="page-header">
         <h1>Traces</h1>
         {selected.length === 2 && (
-          <Link className="button primary" to={`/traces/compare${scopeQuery}${scopeQuery ? "&" : "?"}a=${selected[0]}&b=${selected[1]}`}>
+          <Link
+            className="button primary"
+            to={`/traces/compare${scopeQuery}${scopeQuery ? "&" : "?"}a=${selected[0]}&b=${selected[1]}`}
+          >
             Compare the two selected
           </Link>
         )}
@@ -91,11 +107,21 @@ export function TracesPage() {
       <form className="search-form" onSubmit={submit} aria-label="Search traces">
         <label>
           Service
-          <input name="service" value={draft.service} onChange={(event) => setDraft({ ...draft, service: event.target.value })} placeholder="reviews" />
+          <input
+            name="service"
+            value={draft.service}
+            onChange={(event) => setDraft({ ...draft, service: event.target.value })}
+            placeholder="reviews"
+          />
         </label>
         <label>
           Operation
-          <input name="operation" value={draft.operation} onChange={(event) => setDraft({ ...draft, operation: event.target.value })} placeholder="GET /reviews" />
+          <input
+            name="operation"
+            value={draft.operation}
+            onChange={(event) => setDraft({ ...draft, operation: event.target.value })}
+            placeholder="GET /reviews"
+          />
         </label>
         <label>
           Tags
@@ -110,12 +136,22 @@ export function TracesPage() {
         </label>
         <label>
           Min duration
-          <input name="min_duration" value={draft.min_duration} onChange={(event) => setDraft({ ...draft, min_duration: event.target.value })} placeholder="250ms" />
+          <input
+            name="min_duration"
+            value={draft.min_duration}
+            onChange={(event) => setDraft({ ...draft, min_duration: event.target.value })}
+            placeholder="250ms"
+          />
           {fieldError("min_duration") && <span className="field-error">{fieldError("min_duration")}</span>}
         </label>
         <label>
           Max duration
-          <input name="max_duration" value={draft.max_duration} onChange={(event) => setDraft({ ...draft, max_duration: event.target.value })} placeholder="2s" />
+          <input
+            name="max_duration"
+            value={draft.max_duration}
+            onChange={(event) => setDraft({ ...draft, max_duration: event.target.value })}
+            placeholder="2s"
+          />
           {fieldError("max_duration") && <span className="field-error">{fieldError("max_duration")}</span>}
         </label>
         <label className="checkbox">
@@ -130,11 +166,15 @@ export function TracesPage() {
         <button type="submit" className="button primary">
           Search
         </button>
-        <span className="muted">over the last {scope.window}{end ? ` before ${new Date(end).toLocaleString()}` : ""} (window picker above)</span>
+        <span className="muted">
+          over the last {scope.window}
+          {end ? ` before ${new Date(end).toLocaleString()}` : ""} (window picker above)
+        </span>
       </form>
-      {traces.state === "error" && !fieldError("tags") && !fieldError("min_duration") && !fieldError("max_duration") && (
-        <ErrorState error={traces.error} onRetry={traces.reload} />
-      )}
+      {traces.state === "error" &&
+        !fieldError("tags") &&
+        !fieldError("min_duration") &&
+        !fieldError("max_duration") && <ErrorState error={traces.error} onRetry={traces.reload} />}
       {traces.state === "loading" && !traces.data && <Loading label="Searching traces…" />}
       {traces.data && traces.data.results.length === 0 && (
         <Empty title="No traces match">Widen the time window, or remove a condition.</Empty>
@@ -173,7 +213,9 @@ export function TracesPage() {
                       checked={selected.includes(trace.trace_id)}
                       onChange={(event) =>
                         setSelected((current) =>
-                          event.target.checked ? [...current, trace.trace_id].slice(-2) : current.filter((id) => id !== trace.trace_id),
+                          event.target.checked
+                            ? [...current, trace.trace_id].slice(-2)
+                            : current.filter((id) => id !== trace.trace_id),
                         )
                       }
                     />
@@ -194,10 +236,20 @@ export function TracesPage() {
             </tbody>
           </table>
           <div className="pager">
-            <button type="button" className="button" disabled={!traces.data.previous} onClick={() => goTo(traces.data?.previous ?? null)}>
+            <button
+              type="button"
+              className="button"
+              disabled={!traces.data.previous}
+              onClick={() => goTo(traces.data?.previous ?? null)}
+            >
               ← Newer
             </button>
-            <button type="button" className="button" disabled={!traces.data.next} onClick={() => goTo(traces.data?.next ?? null)}>
+            <button
+              type="button"
+              className="button"
+              disabled={!traces.data.next}
+              onClick={() => goTo(traces.data?.next ?? null)}
+            >
               Older →
             </button>
           </div>

@@ -1,0 +1,226 @@
+"""Topology graph render time in headless Chromium, for meshes of growing size, side by side in one run.
+
+The built dashboard (``frontend/dist``) is served by a small HTTP server in this
+process that answers the few API calls the graph page makes with a generated
+mesh (``/api/v1/graph/`` with N services and 3N edges), so the figure is the
+browser's work alone: parsing the response, building the Cytoscape graph, its
+first layout and the first painted frame. Debian's Chromium is driven by
+Playwright, headless, one fresh page per measurement.
+
+Two figures per size, each the median (and max) of ``--repeat`` loads:
+
+- graph: from the graph component's mount to its first painted frame
+  (``data-render-ms`` on the canvas, set two animation frames after the layout);
+- page: from the start of navigation to that same frame (HTML, scripts, the API
+  call and the graph together).
+
+    make bench            # or: python bench/graph_render.py --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import mimetypes
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.sections import write_section  # noqa: E402
+
+DIST = REPO / "frontend" / "dist"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+GOAL_MS = 1500.0
+HEALTH = ["healthy"] * 6 + ["degraded", "failing", "idle"]
+
+
+def generated_mesh(services: int, edges: int, seed: int = 7) -> dict[str, Any]:
+    """A mesh shaped like a real one: calls flow from lower-numbered tiers to higher ones, some nodes are hubs."""
+    rng = random.Random(seed)
+    namespaces = [f"ns{i}" for i in range(max(1, services // 100))]
+    ids = [f"svc{i:04d}.{namespaces[i % len(namespaces)]}" for i in range(services)]
+
+    def stats() -> dict[str, Any]:
+        rps = round(rng.expovariate(1 / 20), 3)
+        return {
+            "requests": int(rps * 300),
+            "rps": rps,
+            "error_rate": round(rng.choice([0, 0, 0, 0.002, 0.05, 0.2]), 4),
+            "p50_ms": round(rng.uniform(1, 30), 3),
+            "p95_ms": round(rng.uniform(30, 200), 3),
+            "p99_ms": round(rng.uniform(200, 900), 3),
+            "bytes": rng.randrange(10**6),
+            "mtls_share": rng.choice([0.0, 1.0]),
+            "denied_rps": rng.choice([0.0] * 9 + [0.5]),
+            "health": rng.choice(HEALTH),
+        }
+
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < edges:
+        source = rng.randrange(services - 1)
+        # Most calls go a little way down the tiers; a few go to shared hubs at the bottom.
+        target = (
+            rng.randrange(services - 20, services)
+            if rng.random() < 0.1
+            else min(services - 1, source + rng.randrange(1, 40))
+        )
+        if source != target:
+            pairs.add((source, target))
+    nodes = [
+        {"id": node, "name": node.rpartition(".")[0], "namespace": node.rpartition(".")[2], **stats()} for node in ids
+    ]
+    return {
+        "window": {"start": "2026-12-03T10:00:00Z", "end": "2026-12-03T10:05:00Z", "seconds": 300, "resolution_s": 10},
+        "health_thresholds": {"degraded": 0.001, "failing": 0.1},
+        "nodes": nodes,
+        "edges": [{"source": ids[s], "destination": ids[t], **stats()} for s, t in sorted(pairs)],
+    }  # fmt: skip
+
+
+class _Dashboard(BaseHTTPRequestHandler):
+    """The built app and the API calls its graph page makes (no database, no login: only the browser is measured)."""
+
+    graph_body = b"{}"
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        if path == "/api/v1/graph/":
+            self._send(200, "application/json", self.graph_body)
+        elif path == "/api/v1/me/":
+            me = {"username": "bench", "is_superuser": False, "capabilities_everywhere": ["view"], "namespaces": []}
+            self._send(200, "application/json", json.dumps(me).encode())
+        elif path == "/api/v1/namespaces/":
+            self._send(200, "application/json", b'{"count": 0, "next": null, "previous": null, "results": []}')
+        elif path.startswith("/static/dashboard/"):
+            file = (DIST / path.removeprefix("/static/dashboard/")).resolve()
+            if DIST.resolve() in file.parents and file.is_file():
+                self._send(200, mimetypes.guess_type(file.name)[0] or "application/octet-stream", file.read_bytes())
+            else:
+                self._send(404, "text/plain", b"not found")
+        else:
+            self._send(200, "text/html; charset=utf-8", (DIST / "index.html").read_bytes())
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+def measure(base: str, repeat: int) -> tuple[list[float], list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    graph_ms: list[float] = []
+    page_ms: list[float] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for _ in range(repeat):
+                # A fresh context each time: nothing cached, no positions remembered from the last load.
+                context = browser.new_context(viewport={"width": 1440, "height": 900})
+                page = context.new_page()
+                page.goto(f"{base}/graph?window=5m")
+                canvas = page.locator("[data-testid=graph-canvas][data-render-ms]")
+                canvas.wait_for(timeout=60_000)
+                graph_ms.append(float(canvas.get_attribute("data-render-ms") or "nan"))
+                page_ms.append(float(page.evaluate("performance.now()")))
+                context.close()
+        finally:
+            browser.close()
+    return graph_ms, page_ms
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="page loads per size")
+    parser.add_argument("--sizes", default="100,1000", help="services per mesh (edges: 3 per service)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    if not (DIST / "index.html").exists():
+        print("bench: frontend/dist is missing (make frontend builds it)", file=sys.stderr)
+        return 2
+    if not CHROMIUM.exists():
+        print("bench: /usr/bin/chromium is missing (make browser installs it)", file=sys.stderr)
+        return 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    rows = []
+    try:
+        for size in (int(value) for value in args.sizes.split(",")):
+            mesh = generated_mesh(size, size * 3)
+            _Dashboard.graph_body = json.dumps(mesh).encode()
+            print(f"bench: graph of {size} services / {size * 3} edges", flush=True)
+            graph_ms, page_ms = measure(base, args.repeat)
+            rows.append((size, len(mesh["edges"]), len(_Dashboard.graph_body), graph_ms, page_ms))
+    finally:
+        server.shutdown()
+    lines = report(args, rows)
+    write_section(Path(args.out), "graph-render", lines)
+    print("\n".join(lines))
+    return 0
+
+
+def report(args: argparse.Namespace, rows: list[tuple[int, int, int, list[float], list[float]]]) -> list[str]:
+    chromium = os.popen(f"{CHROMIUM} --version 2>/dev/null").read().strip() or "Chromium"
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        "unknown CPU",
+    )  # fmt: skip
+    lines = [
+        "## Topology graph render",
+        "",
+        "Written by `bench/graph_render.py`.",
+        "",
+        f"- Command: `python bench/graph_render.py --repeat {args.repeat} --sizes {args.sizes}`",
+        f"- Machine: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}; {chromium}, headless, driven by Playwright",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "- What: the built dashboard's graph page loading a generated mesh from a stub API; graph = from the "
+        "graph component's mount to its first painted frame (Cytoscape build, layout, paint); page = from the "
+        "start of navigation to that frame. Median (max) of the loads, each in a fresh browser context.",
+        "",
+        "| mesh | response | graph ms | page ms |",
+        "| --- | --- | --- | --- |",
+    ]
+    for size, edges, body, graph_ms, page_ms in rows:
+        lines.append(
+            f"| {size} services / {edges} edges | {body / 1024:.0f} KiB "
+            f"| {statistics.median(graph_ms):.0f} ({max(graph_ms):.0f}) | {statistics.median(page_ms):.0f} ({max(page_ms):.0f}) |"
+        )
+    big = [row for row in rows if row[0] >= 1000]
+    if big:
+        page = statistics.median(big[-1][4])
+        verdict = "met" if page <= GOAL_MS else "not met"
+        lines += [
+            "",
+            f"Goal: a 1000-node / 3000-edge graph renders in ≤ {GOAL_MS / 1000:.1f} s: {page / 1000:.2f} s for the whole page, {verdict}.",
+        ]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
