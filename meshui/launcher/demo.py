@@ -126,7 +126,9 @@ def run(argv: list[str]) -> int:
         _wait_http_ok(f"{base}/healthz", group, READY_TIMEOUT_SECONDS)
         if not args.no_sample_mesh:
             _start_sample_mesh(group, control_plane, data_dir, args.rate)
-        print(f"\nmeshui is running at {base}/  (API docs {base}/api/docs/, admin {base}/admin/)", flush=True)
+        print(
+            f"\nmeshui is running at {base}/  (dashboard; API docs {base}/api/docs/, admin {base}/admin/)", flush=True
+        )
         print("Press Ctrl-C to stop.", flush=True)
         while True:
             exited = group.first_exited()
