@@ -1,4 +1,5 @@
 import type { GraphData, HealthThresholds } from "../model/graph";
+import type { SeriesPoint } from "../model/series";
 import type { TraceDetail } from "../model/waterfall";
 
 export interface Page<T> {
@@ -84,18 +85,8 @@ export interface TraceSummary {
   services: string[];
 }
 
-export type { TraceDetail };
+export type { SeriesPoint, TraceDetail };
 
-export interface SeriesPoint {
-  time: string;
-  requests: number;
-  rps: number;
-  error_rate: number;
-  p50_ms: number | null;
-  p95_ms: number | null;
-  p99_ms: number | null;
-  in_flight: number;
-}
 
 export interface ServiceMetrics {
   service: string;

@@ -1,59 +1,34 @@
 import { useEffect, useMemo, useState } from "react";
-import type { SeriesPoint } from "../api/types";
+import {
+  addSideDelta,
+  seriesColumns,
+  stepsFromSnapshot,
+  type Columns,
+  type SeriesPoint,
+  type SideDelta,
+  type Step,
+} from "../model/series";
 import { liveSocket, type ConnectionState, type LiveMessage } from "./socket";
 
-export interface LivePoint {
-  t: number; // unix seconds
-  rps: number;
-  error_rate: number;
-  p50_ms: number | null;
-  p95_ms: number | null;
-  p99_ms: number | null;
-  in_flight: number;
+const EMPTY: Columns = { t: [], rps: [], errorPercent: [], p50: [], p95: [], p99: [], inFlight: [] };
+
+interface Tagged {
+  subject: string | null;
+  stepS: number;
+  inbound: Step[];
+  outbound: Step[];
+  at: number; // unix seconds of the last change
 }
 
-interface SideDelta {
-  requests: number;
-  errors: number;
-  p50_ms: number | null;
-  p95_ms: number | null;
-  p99_ms: number | null;
-  in_flight: number;
-}
-
-function fromSnapshot(points: SeriesPoint[], stepS: number): LivePoint[] {
-  // A snapshot point covers a whole step; plotted at its end so it lines up with the per-second deltas.
-  return points.map((point) => ({ ...point, t: Date.parse(point.time) / 1000 + stepS }));
-}
-
-function fromDelta(delta: SideDelta, t: number): LivePoint {
-  return {
-    t,
-    rps: delta.requests,
-    error_rate: delta.requests ? delta.errors / delta.requests : 0,
-    p50_ms: delta.p50_ms,
-    p95_ms: delta.p95_ms,
-    p99_ms: delta.p99_ms,
-    in_flight: delta.in_flight,
-  };
-}
-
-/** A service's inbound and outbound golden signals: the window's snapshot, then a point per pushed delta. */
+/** A service's inbound and outbound golden signals: the window's snapshot, then each pushed delta folded in. */
 export function useServiceSeries(service: string | null, window: "1m" | "5m" | "15m") {
   const subject = service === null ? null : `${service}/${window}`;
   // Tagged with the subscription it belongs to, so another service's points never show here.
-  const [tagged, setSeries] = useState<{ subject: string | null; inbound: LivePoint[]; outbound: LivePoint[] }>({
-    subject: null,
-    inbound: [],
-    outbound: [],
-  });
+  const [tagged, setTagged] = useState<Tagged>({ subject: null, stepS: 10, inbound: [], outbound: [], at: 0 });
   const [errorTagged, setError] = useState<{ subject: string | null; error: Error | null }>({
     subject: null,
     error: null,
   });
-  const ready = tagged.subject === subject && subject !== null;
-  const series = ready ? tagged : { inbound: [] as LivePoint[], outbound: [] as LivePoint[] };
-  const error = errorTagged.subject === subject ? errorTagged.error : null;
   const [connection, setConnection] = useState<ConnectionState>("closed");
   const [updates, setUpdates] = useState(0);
   const windowS = { "1m": 60, "5m": 300, "15m": 900 }[window];
@@ -64,33 +39,29 @@ export function useServiceSeries(service: string | null, window: "1m" | "5m" | "
     const socket = liveSocket();
     const unsubscribe = socket.subscribe({ topic: "service", service, window }, (message: LiveMessage) => {
       if (message.type === "service_snapshot") {
-        const step = Number(message.step_s);
-        setSeries({
+        const stepS = Number(message.step_s);
+        setTagged({
           subject: current,
-          inbound: fromSnapshot(message.inbound as SeriesPoint[], step),
-          outbound: fromSnapshot(message.outbound as SeriesPoint[], step),
+          stepS,
+          inbound: stepsFromSnapshot(message.inbound as SeriesPoint[], stepS),
+          outbound: stepsFromSnapshot(message.outbound as SeriesPoint[], stepS),
+          at: Date.now() / 1000,
         });
         setError({ subject: current, error: null });
       } else if (message.type === "service_delta") {
-        const t = Date.now() / 1000;
-        const cutoff = t - windowS;
-        setSeries((previous) =>
+        const now = Date.now() / 1000;
+        setTagged((previous) =>
           previous.subject !== current
             ? previous
             : {
-                subject: current,
+                ...previous,
                 inbound: message.inbound
-                  ? [
-                      ...previous.inbound.filter((point) => point.t >= cutoff),
-                      fromDelta(message.inbound as SideDelta, t),
-                    ]
+                  ? addSideDelta(previous.inbound, message.inbound as SideDelta, now, previous.stepS, windowS)
                   : previous.inbound,
                 outbound: message.outbound
-                  ? [
-                      ...previous.outbound.filter((point) => point.t >= cutoff),
-                      fromDelta(message.outbound as SideDelta, t),
-                    ]
+                  ? addSideDelta(previous.outbound, message.outbound as SideDelta, now, previous.stepS, windowS)
                   : previous.outbound,
+                at: now,
               },
         );
         setUpdates((value) => value + 1);
@@ -105,9 +76,15 @@ export function useServiceSeries(service: string | null, window: "1m" | "5m" | "
     };
   }, [service, window, windowS]);
 
-  const { inbound, outbound } = series;
-  return useMemo(
-    () => ({ inbound, outbound, ready, error, connection, updates }),
-    [inbound, outbound, ready, error, connection, updates],
+  const ready = tagged.subject === subject && subject !== null;
+  const error = errorTagged.subject === subject ? errorTagged.error : null;
+  const inbound = useMemo(
+    () => (ready ? seriesColumns(tagged.inbound, tagged.at, tagged.stepS) : EMPTY),
+    [ready, tagged],
   );
+  const outbound = useMemo(
+    () => (ready ? seriesColumns(tagged.outbound, tagged.at, tagged.stepS) : EMPTY),
+    [ready, tagged],
+  );
+  return { inbound, outbound, ready, error, connection, updates };
 }

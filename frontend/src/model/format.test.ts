@@ -8,6 +8,7 @@ import {
   formatPercent,
   formatRate,
   formatTimestamp,
+  toDateTimeLocal,
 } from "./format";
 
 describe("formatMs", () => {
@@ -167,5 +168,18 @@ describe("formatAgo", () => {
 
   it("shows a dash for an unreadable timestamp", () => {
     expect(formatAgo("yesterday", now)).toBe("—");
+  });
+});
+
+describe("toDateTimeLocal", () => {
+  it("gives the local wall time to the minute, as a datetime-local input reads it", () => {
+    const date = new Date(2026, 11, 3, 9, 5, 42);
+    expect(toDateTimeLocal(date.toISOString())).toBe("2026-12-03T09:05");
+    // And back: the input's value parses to the same minute.
+    expect(new Date(toDateTimeLocal(date.toISOString())).getTime()).toBe(new Date(2026, 11, 3, 9, 5).getTime());
+  });
+
+  it("is empty for something that is not a time", () => {
+    expect(toDateTimeLocal("not a time")).toBe("");
   });
 });

@@ -8,18 +8,12 @@ import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
 import { useLiveGraph } from "../live/useLiveGraph";
 import { FILTER_HELP, parseFilter } from "../model/filter";
 import { filterGraph, type GraphData } from "../model/graph";
-import { formatMs, formatPercent, formatRate } from "../model/format";
+import { formatMs, formatPercent, formatRate, toDateTimeLocal } from "../model/format";
 
 // Cytoscape is most of this page's code: it downloads while the page asks for the graph, not before.
 const GraphCanvas = lazy(() => import("../components/GraphCanvas").then((module) => ({ default: module.GraphCanvas })));
 const LIVE_WINDOWS = new Set(["1m", "5m", "15m"]);
 const NODE_LIST_LIMIT = 100;
-
-function toLocalInput(iso: string): string {
-  const date = new Date(iso);
-  const pad = (value: number) => String(value).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
 
 export function GraphPage() {
   const scope = useScope();
@@ -160,7 +154,7 @@ export function GraphPage() {
             Replay window ending
             <input
               type="datetime-local"
-              value={at ? toLocalInput(at) : ""}
+              value={at ? toDateTimeLocal(at) : ""}
               onChange={(event) =>
                 setParam("at", event.target.value ? new Date(event.target.value).toISOString() : null)
               }

@@ -5,14 +5,10 @@ import { useApi, useNow, useScope, useScopeQuery } from "../components/hooks";
 import { LiveChart } from "../components/LiveChart";
 import { TraceList } from "../components/GraphSidePanel";
 import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
-import { useServiceSeries, type LivePoint } from "../live/useServiceSeries";
+import { useServiceSeries } from "../live/useServiceSeries";
 import { formatAgo, formatMs, formatPercent, formatRate } from "../model/format";
 
 const LIVE = new Set(["1m", "5m", "15m"]);
-
-function column(points: LivePoint[], pick: (point: LivePoint) => number | null): (number | null)[] {
-  return points.map(pick);
-}
 
 export function ServicePage() {
   const { serviceId = "" } = useParams();
@@ -28,20 +24,14 @@ export function ServicePage() {
     15_000,
   );
 
-  const inbound = live.inbound;
-  const outbound = live.outbound;
+  const { inbound, outbound } = live;
   const charts = useMemo(
     () => ({
-      rps: [column(inbound, (p) => p.t), column(inbound, (p) => p.rps)],
-      rpsOut: [column(outbound, (p) => p.t), column(outbound, (p) => p.rps)],
-      errors: [column(inbound, (p) => p.t), column(inbound, (p) => p.error_rate * 100)],
-      latency: [
-        column(inbound, (p) => p.t),
-        column(inbound, (p) => p.p50_ms),
-        column(inbound, (p) => p.p95_ms),
-        column(inbound, (p) => p.p99_ms),
-      ],
-      inFlight: [column(inbound, (p) => p.t), column(inbound, (p) => p.in_flight)],
+      rps: [inbound.t, inbound.rps],
+      rpsOut: [outbound.t, outbound.rps],
+      errors: [inbound.t, inbound.errorPercent],
+      latency: [inbound.t, inbound.p50, inbound.p95, inbound.p99],
+      inFlight: [inbound.t, inbound.inFlight],
     }),
     [inbound, outbound],
   );

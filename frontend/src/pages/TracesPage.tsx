@@ -4,7 +4,7 @@ import type { Page, TraceSummary } from "../api/types";
 import { useApi, useScope, useScopeQuery } from "../components/hooks";
 import { Scatter } from "../components/Scatter";
 import { Empty, ErrorState, Loading } from "../components/States";
-import { formatDurationUs, formatTimestamp } from "../model/format";
+import { formatDurationUs, formatTimestamp, toDateTimeLocal } from "../model/format";
 
 const WINDOW_SECONDS: Record<string, number> = {
   "1m": 60,
@@ -56,6 +56,15 @@ export function TracesPage() {
     cursorUrl ?? "/api/v1/traces/",
     cursorUrl ? {} : { ...query, sort, start: range.start, end: range.end, limit: 25 },
   );
+
+  const setEnd = (value: string | null) =>
+    setParams((current) => {
+      const next = new URLSearchParams(current);
+      if (value) next.set("end", value);
+      else next.delete("end");
+      next.delete("page");
+      return next;
+    });
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -166,9 +175,17 @@ export function TracesPage() {
         <button type="submit" className="button primary">
           Search
         </button>
+        <label>
+          Ending at
+          <input
+            type="datetime-local"
+            name="end"
+            value={end ? toDateTimeLocal(end) : ""}
+            onChange={(event) => setEnd(event.target.value ? new Date(event.target.value).toISOString() : null)}
+          />
+        </label>
         <span className="muted">
-          over the last {scope.window}
-          {end ? ` before ${new Date(end).toLocaleString()}` : ""} (window picker above)
+          traces from the {scope.window} before {end ? new Date(end).toLocaleString() : "now"} (window picker above)
         </span>
       </form>
       {traces.state === "error" &&
