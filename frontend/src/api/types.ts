@@ -87,7 +87,6 @@ export interface TraceSummary {
 
 export type { SeriesPoint, TraceDetail };
 
-
 export interface ServiceMetrics {
   service: string;
   window: GraphWindow;
