@@ -73,17 +73,8 @@ export interface GraphResponse extends GraphData {
   health_thresholds?: HealthThresholds;
 }
 
-export interface TraceSummary {
-  trace_id: string;
-  root_service: string;
-  root_operation: string;
-  start: string;
-  end: string;
-  duration_us: number;
-  span_count: number;
-  error: boolean;
-  services: string[];
-}
+// One trace's summary row, as search lists it and as a trace's detail heads it.
+export type TraceSummary = TraceDetail["trace"];
 
 export type { SeriesPoint, TraceDetail };
 
