@@ -18,6 +18,9 @@ class DurationFilter(filters.Filter):
 
 
 class TraceFilter(filters.FilterSet):
+    namespace = filters.CharFilter(
+        field_name="namespaces", lookup_expr="has_key", help_text="A namespace with a span in the trace."
+    )
     service = filters.CharFilter(method="_by_span", help_text="A service with a span in the trace.")
     operation = filters.CharFilter(method="_by_span", help_text="A span name (with `service`: on the same span).")
     tags = filters.CharFilter(

@@ -114,6 +114,9 @@ def test_the_newest_traces_come_first_with_their_summaries(traces: None, admin_c
         ("start=2026-11-26T12:00:01Z&end=2026-11-26T12:00:03Z", [3, 2]),
         ("sort=duration_us", [3, 2, 1, 4]),
         ("sort=-span_count", [1, 2, 4, 3]),
+        ("namespace=beta", [4, 3]),  # a trace with a span there, wherever it started
+        ("namespace=alpha&service=billing", [4]),
+        ("namespace=gamma", []),
     ],
 )
 @pytest.mark.parametrize("candidate_spans", [10_000, 1], ids=["ids-first", "subquery"])
