@@ -1,5 +1,5 @@
 import { useMemo, useState, type FormEvent } from "react";
-import { Link, useNavigate, useSearchParams } from "react-router";
+import { Link, useLocation, useNavigate, useSearchParams } from "react-router";
 import type { Page, TraceSummary } from "../api/types";
 import { useApi, useScope, useScopeQuery } from "../components/hooks";
 import { Scatter } from "../components/Scatter";
@@ -32,10 +32,14 @@ export function TracesPage() {
   // Only a page of this same search is followed from the URL.
   const cursorUrl = params.get("page")?.startsWith("/api/v1/traces/?") ? params.get("page") : null;
   // The time range ends now (re-read on each search) unless the URL pins an end.
-  const [searchedAt, setSearchedAt] = useState(() => new Date());
+  // A search's "now" travels with its navigation (router state, not the URL), so pressing Search changes the
+  // query once: the filters and the time range together.
+  const location = useLocation();
+  const [openedAt] = useState(() => Date.now());
+  const searchedAt = (location.state as { searchedAt?: number } | null)?.searchedAt ?? openedAt;
   const end = params.get("end") ?? null;
   const range = useMemo(() => {
-    const until = end ? new Date(end) : searchedAt;
+    const until = end ? new Date(end) : new Date(searchedAt);
     return {
       start: new Date(until.getTime() - (WINDOW_SECONDS[scope.window] ?? 300) * 1000).toISOString(),
       end: end ?? undefined,
@@ -54,47 +58,60 @@ export function TracesPage() {
   for (const field of FIELDS) query[field] = params.get(field) || undefined;
   const traces = useApi<Page<TraceSummary>>(
     cursorUrl ?? "/api/v1/traces/",
-    cursorUrl ? {} : { ...query, sort, start: range.start, end: range.end, limit: 25 },
+    cursorUrl
+      ? {}
+      : { ...query, namespace: scope.namespace || undefined, sort, start: range.start, end: range.end, limit: 25 },
   );
 
   const setEnd = (value: string | null) =>
-    setParams((current) => {
-      const next = new URLSearchParams(current);
-      if (value) next.set("end", value);
-      else next.delete("end");
-      next.delete("page");
-      return next;
-    });
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        if (value) next.set("end", value);
+        else next.delete("end");
+        next.delete("page");
+        return next;
+      },
+      { state: location.state },
+    );
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    setSearchedAt(new Date());
-    setParams((current) => {
-      const next = new URLSearchParams(current);
-      for (const field of FIELDS) {
-        const value = draft[field]?.trim();
-        if (value) next.set(field, value);
-        else next.delete(field);
-      }
-      next.delete("page");
-      return next;
-    });
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        for (const field of FIELDS) {
+          const value = draft[field]?.trim();
+          if (value) next.set(field, value);
+          else next.delete(field);
+        }
+        next.delete("page");
+        return next;
+      },
+      { state: { searchedAt: Date.now() } },
+    );
   };
   const setSort = (key: string) =>
-    setParams((current) => {
-      const next = new URLSearchParams(current);
-      next.set("sort", sort === `-${key}` ? key : `-${key}`);
-      next.delete("page");
-      return next;
-    });
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        next.set("sort", sort === `-${key}` ? key : `-${key}`);
+        next.delete("page");
+        return next;
+      },
+      { state: location.state },
+    );
   const goTo = (url: string | null) =>
-    setParams((current) => {
-      const next = new URLSearchParams(current);
-      if (url)
-        next.set("page", new URL(url, window.location.origin).pathname + new URL(url, window.location.origin).search);
-      else next.delete("page");
-      return next;
-    });
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        if (url)
+          next.set("page", new URL(url, window.location.origin).pathname + new URL(url, window.location.origin).search);
+        else next.delete("page");
+        return next;
+      },
+      { state: location.state },
+    );
   const fieldError = (name: string) =>
     traces.state === "error" && "fields" in traces.error
       ? (traces.error as { fields: Record<string, string[]> }).fields[name]?.join(" ")
