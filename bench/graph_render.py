@@ -7,12 +7,15 @@ browser's work alone: parsing the response, building the Cytoscape graph, its
 first layout and the first painted frame. Debian's Chromium is driven by
 Playwright, headless, one fresh page per measurement.
 
-Two figures per size, each the median (and max) of ``--repeat`` loads:
+Three figures per size, each the median (and max) of ``--repeat`` loads, all
+ending at the graph's first painted frame (``data-render-ms`` on the canvas is
+and ``data-rendered-at`` are set two animation frames after the layout):
 
-- graph: from the graph component's mount to its first painted frame
-  (``data-render-ms`` on the canvas, set two animation frames after the layout);
-- page: from the start of navigation to that same frame (HTML, scripts, the API
-  call and the graph together).
+- canvas: from the graph component's mount (Cytoscape's build, layout, paint);
+- from data: from the moment the graph's API response had arrived (its JSON
+  parsed, the page rendered with it, and the canvas);
+- page: from the start of navigation (HTML, scripts, the API call and all the
+  above).
 
     make bench            # or: python bench/graph_render.py --repeat 5
 """
@@ -27,6 +30,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,7 +106,7 @@ class _Dashboard(BaseHTTPRequestHandler):
 
     graph_body = b"{}"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/api/v1/graph/":
             self._send(200, "application/json", self.graph_body)
@@ -127,14 +131,20 @@ class _Dashboard(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def measure(base: str, repeat: int) -> tuple[list[float], list[float]]:
+_GRAPH_RESPONSE_END = """
+() => performance.getEntriesByType("resource").find((entry) => entry.name.includes("/api/v1/graph/")).responseEnd
+"""
+
+
+def measure(base: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
     graph_ms: list[float] = []
+    data_ms: list[float] = []
     page_ms: list[float] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -146,12 +156,15 @@ def measure(base: str, repeat: int) -> tuple[list[float], list[float]]:
                 page.goto(f"{base}/graph?window=5m")
                 canvas = page.locator("[data-testid=graph-canvas][data-render-ms]")
                 canvas.wait_for(timeout=60_000)
+                # Written in the frame that ends the measurement (page time): not when this poll noticed it.
+                now = float(canvas.get_attribute("data-rendered-at") or "nan")
                 graph_ms.append(float(canvas.get_attribute("data-render-ms") or "nan"))
-                page_ms.append(float(page.evaluate("performance.now()")))
+                data_ms.append(now - float(page.evaluate(_GRAPH_RESPONSE_END)))
+                page_ms.append(now)
                 context.close()
         finally:
             browser.close()
-    return graph_ms, page_ms
+    return graph_ms, data_ms, page_ms
 
 
 def main() -> int:
@@ -175,8 +188,8 @@ def main() -> int:
             mesh = generated_mesh(size, size * 3)
             _Dashboard.graph_body = json.dumps(mesh).encode()
             print(f"bench: graph of {size} services / {size * 3} edges", flush=True)
-            graph_ms, page_ms = measure(base, args.repeat)
-            rows.append((size, len(mesh["edges"]), len(_Dashboard.graph_body), graph_ms, page_ms))
+            graph_ms, data_ms, page_ms = measure(base, args.repeat)
+            rows.append((size, len(mesh["edges"]), len(_Dashboard.graph_body), graph_ms, data_ms, page_ms))
     finally:
         server.shutdown()
     lines = report(args, rows)
@@ -185,8 +198,12 @@ def main() -> int:
     return 0
 
 
-def report(args: argparse.Namespace, rows: list[tuple[int, int, int, list[float], list[float]]]) -> list[str]:
-    chromium = os.popen(f"{CHROMIUM} --version 2>/dev/null").read().strip() or "Chromium"
+Row = tuple[int, int, int, list[float], list[float], list[float]]
+
+
+def report(args: argparse.Namespace, rows: list[Row]) -> list[str]:
+    version = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=False).stdout
+    chromium = version.strip() or "Chromium"
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
         "unknown CPU",
@@ -199,25 +216,33 @@ def report(args: argparse.Namespace, rows: list[tuple[int, int, int, list[float]
         f"- Command: `python bench/graph_render.py --repeat {args.repeat} --sizes {args.sizes}`",
         f"- Machine: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}; {chromium}, headless, driven by Playwright",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        "- What: the built dashboard's graph page loading a generated mesh from a stub API; graph = from the "
-        "graph component's mount to its first painted frame (Cytoscape build, layout, paint); page = from the "
-        "start of navigation to that frame. Median (max) of the loads, each in a fresh browser context.",
+        "- What: the built dashboard's graph page loading a generated mesh from a stub API, up to the graph's "
+        "first painted frame, timed from: the graph component's mount (canvas: Cytoscape's build, layout and "
+        "paint); the arrival of the graph's API response (from data: parsing it, rendering the page with it, "
+        "and the canvas); the start of navigation (page: everything). Median (max) of the loads, each in a "
+        "fresh browser context.",
         "",
-        "| mesh | response | graph ms | page ms |",
-        "| --- | --- | --- | --- |",
+        "| mesh | response | canvas ms | from data ms | page ms |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for size, edges, body, graph_ms, page_ms in rows:
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} ({max(values):.0f})"
+
+    for size, edges, body, graph_ms, data_ms, page_ms in rows:
         lines.append(
-            f"| {size} services / {edges} edges | {body / 1024:.0f} KiB "
-            f"| {statistics.median(graph_ms):.0f} ({max(graph_ms):.0f}) | {statistics.median(page_ms):.0f} ({max(page_ms):.0f}) |"
+            f"| {size} services / {edges} edges | {body / 1024:.0f} KiB | {cell(graph_ms)} | {cell(data_ms)} "
+            f"| {cell(page_ms)} |"
         )
     big = [row for row in rows if row[0] >= 1000]
     if big:
-        page = statistics.median(big[-1][4])
-        verdict = "met" if page <= GOAL_MS else "not met"
+        from_data = statistics.median(big[-1][4])
+        page = statistics.median(big[-1][5])
+        verdict = "met" if from_data <= GOAL_MS else "not met"
         lines += [
             "",
-            f"Goal: a 1000-node / 3000-edge graph renders in ≤ {GOAL_MS / 1000:.1f} s: {page / 1000:.2f} s for the whole page, {verdict}.",
+            f"Goal: a 1000-node / 3000-edge graph renders in ≤ {GOAL_MS / 1000:.1f} s (from its data to the first "
+            f"painted frame): {from_data / 1000:.2f} s, {verdict}; the whole page load took {page / 1000:.2f} s.",
         ]
     return lines
 

@@ -309,8 +309,12 @@ export function GraphCanvas({ graph, metric, matched, filterMode, storageKey, on
       // Two frames later the first layout has been painted: what the render benchmark reads.
       requestAnimationFrame(() =>
         requestAnimationFrame(() => {
-          const elapsed = performance.now() - startedAt;
-          if (container.current) container.current.dataset.renderMs = elapsed.toFixed(1);
+          const now = performance.now();
+          const elapsed = now - startedAt;
+          if (container.current) {
+            container.current.dataset.renderMs = elapsed.toFixed(1);
+            container.current.dataset.renderedAt = now.toFixed(1);
+          }
           onReady?.(elapsed);
         }),
       );

@@ -1,4 +1,4 @@
-import { lazy, Suspense, useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import type { GraphResponse } from "../api/types";
 import type { EdgeMetric, Selection } from "../components/GraphCanvas";
@@ -11,7 +11,10 @@ import { filterGraph, type GraphData } from "../model/graph";
 import { formatMs, formatPercent, formatRate, toDateTimeLocal } from "../model/format";
 
 // Cytoscape is most of this page's code: it downloads while the page asks for the graph, not before.
-const GraphCanvas = lazy(() => import("../components/GraphCanvas").then((module) => ({ default: module.GraphCanvas })));
+// Not React.lazy: a Suspense boundary holds back what it reveals (React batches reveals for up to 300 ms),
+// which would delay every first graph by that much.
+const loadGraphCanvas = () => import("../components/GraphCanvas");
+type GraphCanvasModule = Awaited<ReturnType<typeof loadGraphCanvas>>;
 const LIVE_WINDOWS = new Set(["1m", "5m", "15m"]);
 const NODE_LIST_LIMIT = 100;
 
@@ -29,6 +32,14 @@ export function GraphPage() {
   const [draftFilter, setDraftFilter] = useState(filterText);
   const [selection, setSelection] = useState<Selection>(null);
   const [showHelp, setShowHelp] = useState(false);
+  // Start loading (and compiling) Cytoscape now, while the graph is being fetched, not once it has arrived.
+  const [canvas, setCanvas] = useState<GraphCanvasModule | null>(null);
+  const [canvasError, setCanvasError] = useState<Error | null>(null);
+  useEffect(() => {
+    loadGraphCanvas().then(setCanvas, (error: unknown) =>
+      setCanvasError(error instanceof Error ? error : new Error(String(error))),
+    );
+  }, []);
 
   const setParam = (key: string, value: string | null) =>
     setParams((current) => {
@@ -198,19 +209,19 @@ export function GraphPage() {
               <code>make demo</code>) or send requests through a sidecar.
             </Empty>
           )}
-          {graph && graph.nodes.length > 0 && (
-            <Suspense fallback={<Loading label="Drawing the graph…" />}>
-              <GraphCanvas
-                key={storageKey}
-                graph={graph}
-                metric={metric}
-                matched={matched}
-                filterMode={filterMode}
-                storageKey={storageKey}
-                onSelect={setSelection}
-              />
-            </Suspense>
+          {graph && graph.nodes.length > 0 && canvas && (
+            <canvas.GraphCanvas
+              key={storageKey}
+              graph={graph}
+              metric={metric}
+              matched={matched}
+              filterMode={filterMode}
+              storageKey={storageKey}
+              onSelect={setSelection}
+            />
           )}
+          {graph && graph.nodes.length > 0 && !canvas && !canvasError && <Loading label="Drawing the graph…" />}
+          {canvasError && <ErrorState error={canvasError} />}
           <Legend />
         </section>
         <aside className="side-panel" aria-label="Details">
