@@ -24,6 +24,8 @@ interface Props {
   /** Where dragged positions are remembered (per namespace and grouping). */
   storageKey: string;
   onSelect: (selection: Selection) => void;
+  /** The node or edge the side panel shows, however it was picked (the canvas or the node list). */
+  selectedId?: string | null;
   onReady?: (ms: number) => void;
 }
 
@@ -221,7 +223,16 @@ function fitNodes(instance: Core, padding: number, known?: Box): void {
   });
 }
 
-export function GraphCanvas({ graph, metric, matched, filterMode, storageKey, onSelect, onReady }: Props) {
+export function GraphCanvas({
+  graph,
+  metric,
+  matched,
+  filterMode,
+  storageKey,
+  onSelect,
+  selectedId = null,
+  onReady,
+}: Props) {
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | null>(null);
   const shown = useRef<GraphData>({ nodes: [], edges: [] });
@@ -377,6 +388,15 @@ export function GraphCanvas({ graph, metric, matched, filterMode, storageKey, on
       }
     });
   }, [matched, filterMode, graph]);
+
+  useEffect(() => {
+    const instance = cy.current;
+    if (!instance) return;
+    instance.batch(() => {
+      instance.elements(":selected").unselect();
+      if (selectedId) instance.getElementById(selectedId).select();
+    });
+  }, [selectedId, graph]);
 
   return (
     <div ref={container} className="graph-canvas" data-testid="graph-canvas" aria-label="Service graph" role="img" />

@@ -218,6 +218,7 @@ export function GraphPage() {
               filterMode={filterMode}
               storageKey={storageKey}
               onSelect={setSelection}
+              selectedId={selection?.id ?? null}
             />
           )}
           {graph && graph.nodes.length > 0 && !canvas && !canvasError && <Loading label="Drawing the graph…" />}
