@@ -1,9 +1,10 @@
+import { useState } from "react";
 import { Link } from "react-router";
 import type { Instance, Page, Service, TraceSummary } from "../api/types";
 import type { GraphData, Stats } from "../model/graph";
 import { formatAgo, formatBytes, formatDurationUs, formatMs, formatPercent, formatRate } from "../model/format";
 import type { Selection } from "./GraphCanvas";
-import { useApi, useNow, useScopeQuery } from "./hooks";
+import { useApi, useNow, useScopeQuery, WINDOW_SECONDS } from "./hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "./States";
 
 function splitId(id: string): { name: string; namespace: string } {
@@ -42,8 +43,24 @@ function Signals({ stats }: { stats: Stats }) {
   );
 }
 
-export function TraceList({ path, query }: { path: string; query: Record<string, string | number | undefined> }) {
-  const traces = useApi<Page<TraceSummary>>(path, { limit: 8, ...query });
+export function TraceList({
+  path,
+  query,
+  slowestOf,
+}: {
+  path: string;
+  query: Record<string, string | number | undefined>;
+  /** Instead of the newest: the slowest traces of this window ("5m"), as it stood when the list opened. */
+  slowestOf?: string;
+}) {
+  const [openedAt] = useState(() => Date.now());
+  const slowest = slowestOf
+    ? {
+        sort: "-duration_us",
+        start: new Date(openedAt - (WINDOW_SECONDS[slowestOf] ?? 300) * 1000).toISOString(),
+      }
+    : {};
+  const traces = useApi<Page<TraceSummary>>(path, { limit: 8, ...query, ...slowest });
   const scopeQuery = useScopeQuery();
   if (traces.state === "error") return <ErrorState error={traces.error} onRetry={traces.reload} />;
   if (!traces.data) return <Loading label="Loading traces…" />;
@@ -145,12 +162,14 @@ export function GraphSidePanel({
         </p>
         <ServiceInstances name={name} namespace={namespace} />
         <h3>
-          Recent traces{" "}
-          <Link to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(name)}`}>
+          Slowest traces, last {window}{" "}
+          <Link
+            to={`/traces${scopeQuery}${scopeQuery ? "&" : "?"}service=${encodeURIComponent(name)}&sort=-duration_us`}
+          >
             search all
           </Link>
         </h3>
-        <TraceList path="/api/v1/traces/" query={{ service: name }} />
+        <TraceList path="/api/v1/traces/" query={{ service: name }} slowestOf={window} />
       </div>
     );
   }

@@ -61,6 +61,14 @@ export function useApi<T>(
 }
 
 export const WINDOWS = ["1m", "5m", "15m", "1h", "6h", "1d"] as const;
+export const WINDOW_SECONDS: Record<string, number> = {
+  "1m": 60,
+  "5m": 300,
+  "15m": 900,
+  "1h": 3600,
+  "6h": 21600,
+  "1d": 86400,
+};
 export type WindowChoice = (typeof WINDOWS)[number];
 
 /** The namespace and time window every page shares, kept in the URL so each view is a shareable link. */

@@ -1,19 +1,11 @@
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useSearchParams } from "react-router";
 import type { Page, TraceSummary } from "../api/types";
-import { useApi, useScope, useScopeQuery } from "../components/hooks";
+import { useApi, useScope, useScopeQuery, WINDOW_SECONDS } from "../components/hooks";
 import { Scatter } from "../components/Scatter";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { formatDurationUs, formatTimestamp, toDateTimeLocal } from "../model/format";
 
-const WINDOW_SECONDS: Record<string, number> = {
-  "1m": 60,
-  "5m": 300,
-  "15m": 900,
-  "1h": 3600,
-  "6h": 21600,
-  "1d": 86400,
-};
 const FIELDS = ["service", "operation", "tags", "min_duration", "max_duration", "errors"] as const;
 const SORTS = [
   { key: "start", label: "Start" },
