@@ -362,7 +362,7 @@ def report(
         "",
         f"- Waterfall: the trace page with a generated trace of {spans} spans ({trace_bytes / 1024:.0f} KiB), rows "
         "virtualised; from its API response to the rows' first painted frame, and from a click on the root's "
-        "collapse (then expand) button to the frame that shows the rows that leaves.",
+        "collapse button to the frame showing the one row left, and from the click that expands it to the frame showing them all again.",
         "",
         "| trace | first paint ms | collapse ms | expand ms |",
         "| --- | --- | --- | --- |",
