@@ -41,13 +41,18 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.sections import write_section  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Page
 
 DIST = REPO / "frontend" / "dist"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -193,30 +198,36 @@ _GRAPH_RESPONSE_END = """
 """
 
 
-def measure(base: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
+def fresh_pages(repeat: int) -> Iterator[Page]:
+    """``repeat`` pages, each in a fresh browser context: nothing cached, no positions remembered from the last."""
     from playwright.sync_api import sync_playwright
 
-    graph_ms: list[float] = []
-    data_ms: list[float] = []
-    page_ms: list[float] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for _ in range(repeat):
-                # A fresh context each time: nothing cached, no positions remembered from the last load.
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
-                page = context.new_page()
-                page.goto(f"{base}/graph?window=5m")
-                canvas = page.locator("[data-testid=graph-canvas][data-render-ms]")
-                canvas.wait_for(timeout=60_000)
-                # Written in the frame that ends the measurement (page time): not when this poll noticed it.
-                now = float(canvas.get_attribute("data-rendered-at") or "nan")
-                graph_ms.append(float(canvas.get_attribute("data-render-ms") or "nan"))
-                data_ms.append(now - float(page.evaluate(_GRAPH_RESPONSE_END)))
-                page_ms.append(now)
-                context.close()
+                try:
+                    yield context.new_page()
+                finally:
+                    context.close()
         finally:
             browser.close()
+
+
+def measure(base: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
+    graph_ms: list[float] = []
+    data_ms: list[float] = []
+    page_ms: list[float] = []
+    for page in fresh_pages(repeat):
+        page.goto(f"{base}/graph?window=5m")
+        canvas = page.locator("[data-testid=graph-canvas][data-render-ms]")
+        canvas.wait_for(timeout=60_000)
+        # Written in the frame that ends the measurement (page time): not when this poll noticed it.
+        now = float(canvas.get_attribute("data-rendered-at") or "nan")
+        graph_ms.append(float(canvas.get_attribute("data-render-ms") or "nan"))
+        data_ms.append(now - float(page.evaluate(_GRAPH_RESPONSE_END)))
+        page_ms.append(now)
     return graph_ms, data_ms, page_ms
 
 
@@ -235,36 +246,24 @@ _CLICK = """
 
 
 def measure_waterfall(base: str, repeat: int, spans: int) -> tuple[list[float], list[float], list[float]]:
-    from playwright.sync_api import sync_playwright
-
     first: list[float] = []
     collapse: list[float] = []
     expand: list[float] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            for _ in range(repeat):
-                context = browser.new_context(viewport={"width": 1440, "height": 900})
-                page = context.new_page()
-                page.goto(f"{base}/traces/{'ab' * 16}")
-                waterfall = page.locator(f"[data-testid=waterfall][data-painted-rows='{spans}']")
-                waterfall.wait_for(timeout=60_000)
-                first.append(
-                    float(waterfall.get_attribute("data-painted-at") or "nan") - page.evaluate(_TRACE_RESPONSE_END)
-                )
-                root = page.locator("[data-testid=waterfall] [role=treeitem]").first
-                label = root.locator("button.twisty").get_attribute("aria-label") or ""
-                for rows, times, name in (
-                    (1, collapse, label),
-                    (spans, expand, label.replace("Collapse", "Expand", 1)),
-                ):
-                    clicked = float(page.evaluate(_CLICK, name))
-                    painted = page.locator(f"[data-testid=waterfall][data-painted-rows='{rows}']")
-                    painted.wait_for(timeout=60_000)
-                    times.append(float(painted.get_attribute("data-painted-at") or "nan") - clicked)
-                context.close()
-        finally:
-            browser.close()
+    for page in fresh_pages(repeat):
+        page.goto(f"{base}/traces/{'ab' * 16}")
+        waterfall = page.locator(f"[data-testid=waterfall][data-painted-rows='{spans}']")
+        waterfall.wait_for(timeout=60_000)
+        first.append(float(waterfall.get_attribute("data-painted-at") or "nan") - page.evaluate(_TRACE_RESPONSE_END))
+        root = page.locator("[data-testid=waterfall] [role=treeitem]").first
+        label = root.locator("button.twisty").get_attribute("aria-label") or ""
+        for rows, times, name in (
+            (1, collapse, label),
+            (spans, expand, label.replace("Collapse", "Expand", 1)),
+        ):
+            clicked = float(page.evaluate(_CLICK, name))
+            painted = page.locator(f"[data-testid=waterfall][data-painted-rows='{rows}']")
+            painted.wait_for(timeout=60_000)
+            times.append(float(painted.get_attribute("data-painted-at") or "nan") - clicked)
     return first, collapse, expand
 
 
