@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_model, cpu_ticks, stolen_share  # noqa: E402
 from bench.sections import write_section  # noqa: E402
 
 if TYPE_CHECKING:
@@ -284,6 +285,7 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     rows = []
+    ticks_before = cpu_ticks()
     try:
         for size in (int(value) for value in args.sizes.split(",")):
             mesh = generated_mesh(size, size * 3)
@@ -298,7 +300,8 @@ def main() -> int:
         waterfall = measure_waterfall(base, args.repeat, len(trace["spans"]))
     finally:
         server.shutdown()
-    lines = report(args, rows, len(trace["spans"]), len(_Dashboard.trace_body), waterfall)
+    stolen = stolen_share(ticks_before, cpu_ticks())
+    lines = report(args, rows, len(trace["spans"]), len(_Dashboard.trace_body), waterfall, stolen)
     write_section(Path(args.out), "dashboard-render", lines)
     print("\n".join(lines))
     return 0
@@ -313,20 +316,18 @@ def report(
     spans: int,
     trace_bytes: int,
     waterfall: tuple[list[float], list[float], list[float]],
+    stolen: float,
 ) -> list[str]:
     version = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, check=False).stdout
     chromium = version.strip() or "Chromium"
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        "unknown CPU",
-    )  # fmt: skip
     lines = [
         "## Dashboard render",
         "",
         "Written by `bench/dashboard_render.py`.",
         "",
         f"- Command: `python bench/dashboard_render.py --repeat {args.repeat} --sizes {args.sizes} --spans {args.spans}`",
-        f"- Machine: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}; {chromium}, headless, driven by Playwright",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}; {chromium}, headless, driven by "
+        f"Playwright; CPU time stolen by the hypervisor during the run: {stolen:.1%}",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "- Graph: the built dashboard's graph page loading a generated mesh from a stub API, up to the graph's "
         "first painted frame, timed from: the graph component's mount (canvas: Cytoscape's build, layout and "

@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -48,6 +47,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_ticks, machine, stolen_share  # noqa: E402
 from bench.sections import write_section  # noqa: E402
 from proxyagent.protocol.v1 import admin_pb2_grpc, snapshot_pb2  # noqa: E402
 
@@ -167,12 +167,6 @@ def apply_route(sidecar: Sidecar, service: str, inbound_port: int) -> None:
     assert reply.accepted, reply.reason
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, stolen) CPU ticks of this machine so far (/proc/stat): on a VM, time the hypervisor gave away."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
-
-
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -274,15 +268,6 @@ def tool_version(argv: list[str], words: int) -> str:
     return " ".join(output.splitlines()[0].split()[:words]) if output else argv[0]
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -365,9 +350,7 @@ def main() -> int:
         finally:
             procs.stop()
             receiver.stop(0)
-    ticks_after = cpu_ticks()
-    all_ticks = ticks_after[0] - ticks_before[0]
-    stolen = (ticks_after[1] - ticks_before[1]) / all_ticks if all_ticks else 0.0
+    stolen = stolen_share(ticks_before, cpu_ticks())
     write_report(
         Path(args.out), args, targets, rates, results, throughput, rss, discard.spans, discard_metrics.exports, stolen
     )
