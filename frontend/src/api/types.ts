@@ -55,7 +55,7 @@ export interface Agent {
   instance: number | null;
   version: string;
   admin_address: string;
-  config_version: number;
+  config_version: number | null; // none until the agent acks a config
   status: "connected" | "stale" | "disconnected";
   last_heartbeat: string | null;
   registered_at: string;

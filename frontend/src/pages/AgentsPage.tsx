@@ -56,7 +56,7 @@ export function AgentsPage() {
                   </span>
                 </td>
                 <td>{agent.version || "—"}</td>
-                <td>v{agent.config_version}</td>
+                <td>{agent.config_version === null ? "none yet" : `v${agent.config_version}`}</td>
                 <td title={agent.last_heartbeat ?? ""}>{formatAgo(agent.last_heartbeat, now)}</td>
                 <td className="mono">{agent.admin_address || "—"}</td>
               </tr>

@@ -210,7 +210,7 @@ function Instances({ service }: { service: Service }) {
                 <HealthBadge health={instance.health} />
               </td>
               <td>{agent ? `${agent.agent_id} (${agent.status})` : "—"}</td>
-              <td>{agent ? `v${agent.config_version}` : "—"}</td>
+              <td>{agent && agent.config_version !== null ? `v${agent.config_version}` : "—"}</td>
               <td>{formatAgo(agent?.last_heartbeat ?? instance.last_seen, now)}</td>
             </tr>
           );
