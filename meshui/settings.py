@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "meshui.accounts",
     "meshui.audit",
     "meshui.catalog",
+    "meshui.policy",
     "meshui.rollout",
     "meshui.meshcontrol",
     "meshui.telemetry",
