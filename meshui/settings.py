@@ -14,7 +14,6 @@ from pathlib import Path
 import django_stubs_ext
 
 from meshui import environment as env
-from meshui.dashboard.static import immutable_file_test
 
 # Generic Django and DRF classes (ModelAdmin[Namespace]) are subscripted at run time.
 django_stubs_ext.monkeypatch()
@@ -59,7 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, which also caches the dashboard's hashed assets for good.
+    "meshui.dashboard.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,8 +112,6 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # build has no missing static directory (staticfiles.W004); build before starting.
 DASHBOARD_DIST_DIR = Path(env.env_str(_environ, "MESHUI_DASHBOARD_DIST_DIR", str(BASE_DIR / "frontend" / "dist")))
 STATICFILES_DIRS = [("dashboard", DASHBOARD_DIST_DIR)] if DASHBOARD_DIST_DIR.is_dir() else []
-# Vite's assets carry a content hash in their names: cache them for good.
-WHITENOISE_IMMUTABLE_FILE_TEST = immutable_file_test
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
