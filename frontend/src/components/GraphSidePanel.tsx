@@ -1,16 +1,11 @@
 import { useState } from "react";
 import { Link } from "react-router";
 import type { Instance, Page, Service, TraceSummary } from "../api/types";
-import type { GraphData, Stats } from "../model/graph";
+import { splitNodeId, type GraphData, type Stats } from "../model/graph";
 import { formatAgo, formatBytes, formatDurationUs, formatMs, formatPercent, formatRate } from "../model/format";
 import type { Selection } from "./GraphCanvas";
 import { useApi, useNow, useScopeQuery, WINDOW_SECONDS } from "./hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "./States";
-
-function splitId(id: string): { name: string; namespace: string } {
-  const dot = id.lastIndexOf(".");
-  return dot < 0 ? { name: id, namespace: "" } : { name: id.slice(0, dot), namespace: id.slice(dot + 1) };
-}
 
 function Signals({ stats }: { stats: Stats }) {
   return (
@@ -138,7 +133,7 @@ export function GraphSidePanel({
   if (selection.kind === "node") {
     const node = graph.nodes.find((candidate) => candidate.id === selection.id);
     if (!node) return <Empty title="That node left the graph">{close}</Empty>;
-    const { name, namespace } = splitId(node.id);
+    const { name, namespace } = splitNodeId(node.id);
     const callers = graph.edges.filter((edge) => edge.destination === node.id);
     const callees = graph.edges.filter((edge) => edge.source === node.id);
     return (
@@ -155,10 +150,10 @@ export function GraphSidePanel({
         <h3>Calls</h3>
         <p className="muted">
           {callers.length} caller{callers.length === 1 ? "" : "s"}:{" "}
-          {callers.map((edge) => splitId(edge.source).name).join(", ") || "none"}
+          {callers.map((edge) => splitNodeId(edge.source).name).join(", ") || "none"}
           <br />
           {callees.length} callee{callees.length === 1 ? "" : "s"}:{" "}
-          {callees.map((edge) => splitId(edge.destination).name).join(", ") || "none"}
+          {callees.map((edge) => splitNodeId(edge.destination).name).join(", ") || "none"}
         </p>
         <ServiceInstances name={name} namespace={namespace} />
         <h3>
@@ -181,7 +176,7 @@ export function GraphSidePanel({
     <div className="panel" data-testid="side-panel">
       <div className="panel-header">
         <h2>
-          {splitId(edge.source).name} → {splitId(edge.destination).name}
+          {splitNodeId(edge.source).name} → {splitNodeId(edge.destination).name}
         </h2>
         {close}
       </div>
@@ -193,7 +188,7 @@ export function GraphSidePanel({
       <h3>Traces on this edge</h3>
       <TraceList
         path={`/api/v1/edges/${encodeURIComponent(edge.source)}/${encodeURIComponent(edge.destination)}/traces/`}
-        query={{ window: window === "1m" ? "1m" : window }}
+        query={{ window }}
       />
     </div>
   );

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { useSearchParams } from "react-router";
 import { apiGet, ApiError } from "../api/client";
 import type { Me } from "../api/types";
@@ -120,12 +120,4 @@ export function useNow(ms = 1000): Date {
     return () => clearInterval(timer);
   }, [ms]);
   return now;
-}
-
-export function useLatest<T>(value: T): { readonly current: T } {
-  const ref = useRef(value);
-  useEffect(() => {
-    ref.current = value;
-  });
-  return ref;
 }

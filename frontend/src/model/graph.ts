@@ -352,11 +352,7 @@ export function placeNear(nodeId: string, graph: GraphData, positions: Map<strin
  * Ids of the nodes the conditions pick out: the UI highlights them in "find" mode and hides them in
  * "hide" mode. No conditions pick out nothing, so an empty box neither highlights nor hides everything.
  */
-export function filterGraph(
-  graph: GraphData,
-  conditions: Condition[],
-  _mode: "find" | "hide",
-): { matched: Set<string> } {
+export function filterGraph(graph: GraphData, conditions: Condition[]): { matched: Set<string> } {
   const matched = new Set<string>();
   if (conditions.length === 0) return { matched };
   for (const node of graph.nodes) if (matches(node, conditions)) matched.add(node.id);

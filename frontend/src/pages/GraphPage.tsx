@@ -63,9 +63,8 @@ export function GraphPage() {
 
   const parsed = useMemo(() => parseFilter(filterText), [filterText]);
   const matched = useMemo(
-    () =>
-      graph && parsed.ok && parsed.conditions.length ? filterGraph(graph, parsed.conditions, filterMode).matched : null,
-    [graph, parsed, filterMode],
+    () => (graph && parsed.ok && parsed.conditions.length ? filterGraph(graph, parsed.conditions).matched : null),
+    [graph, parsed],
   );
   const draftParsed = useMemo(() => parseFilter(draftFilter), [draftFilter]);
   // The URL changed (back button, a shared link): the box shows its filter again.
