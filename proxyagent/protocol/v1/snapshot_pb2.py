@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%proxyagent/protocol/v1/snapshot.proto\x12\x07mesh.v1\"\xd0\x01\n\x08\x45ndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08workload\x18\x03 \x01(\t\x12-\n\x06labels\x18\x04 \x03(\x0b\x32\x1d.mesh.v1.Endpoint.LabelsEntry\x12\x0e\n\x06weight\x18\x05 \x01(\r\x12%\n\x06health\x18\x06 \x01(\x0e\x32\x15.mesh.v1.HealthStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa1\x01\n\x0b\x44\x65stination\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12,\n\rload_balancer\x18\x03 \x01(\x0e\x32\x15.mesh.v1.LoadBalancer\x12$\n\tendpoints\x18\x04 \x03(\x0b\x32\x11.mesh.v1.Endpoint\x12\x1a\n\x12request_timeout_ms\x18\x05 \x01(\r\"M\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x0c\x64\x65stinations\x18\x02 \x03(\x0b\x32\x14.mesh.v1.DestinationJ\x04\x08\n\x10\x1e*a\n\x0cHealthStatus\x12\x19\n\x15HEALTH_STATUS_UNKNOWN\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x02*N\n\x0cLoadBalancer\x12\x1d\n\x19LOAD_BALANCER_ROUND_ROBIN\x10\x00\x12\x1f\n\x1bLOAD_BALANCER_LEAST_REQUEST\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%proxyagent/protocol/v1/snapshot.proto\x12\x07mesh.v1\"\xd0\x01\n\x08\x45ndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08workload\x18\x03 \x01(\t\x12-\n\x06labels\x18\x04 \x03(\x0b\x32\x1d.mesh.v1.Endpoint.LabelsEntry\x12\x0e\n\x06weight\x18\x05 \x01(\r\x12%\n\x06health\x18\x06 \x01(\x0e\x32\x15.mesh.v1.HealthStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe6\x01\n\x0b\x44\x65stination\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12,\n\rload_balancer\x18\x03 \x01(\x0e\x32\x15.mesh.v1.LoadBalancer\x12$\n\tendpoints\x18\x04 \x03(\x0b\x32\x11.mesh.v1.Endpoint\x12\x1a\n\x12request_timeout_ms\x18\x05 \x01(\r\x12\x13\n\x0bhash_header\x18\x06 \x01(\t\x12.\n\x0etraffic_policy\x18\x07 \x01(\x0b\x32\x16.mesh.v1.TrafficPolicy\"\xb0\x01\n\x0bRetryPolicy\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12\x1a\n\x12per_try_timeout_ms\x18\x02 \x01(\r\x12\x0e\n\x06on_5xx\x18\x03 \x01(\x08\x12\x1a\n\x12on_connect_failure\x18\x04 \x01(\x08\x12\x10\n\x08on_reset\x18\x05 \x01(\x08\x12\x16\n\x0enon_idempotent\x18\x06 \x01(\x08\x12\x1d\n\x15max_replay_body_bytes\x18\x07 \x01(\r\"6\n\x0bRetryBudget\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x16\n\x0emin_per_second\x18\x02 \x01(\r\"]\n\x0e\x43ircuitBreaker\x12\x17\n\x0fmax_connections\x18\x01 \x01(\r\x12\x1c\n\x14max_pending_requests\x18\x02 \x01(\r\x12\x14\n\x0cmax_requests\x18\x03 \x01(\r\"\x9c\x01\n\x10OutlierDetection\x12\x17\n\x0f\x63onsecutive_5xx\x18\x01 \x01(\r\x12\"\n\x1a\x63onsecutive_gateway_errors\x18\x02 \x01(\r\x12\x13\n\x0binterval_ms\x18\x03 \x01(\r\x12\x18\n\x10\x62\x61se_ejection_ms\x18\x04 \x01(\r\x12\x1c\n\x14max_ejection_percent\x18\x05 \x01(\r\"-\n\nSplitEntry\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\"f\n\x0e\x46\x61ultInjection\x12\x15\n\rdelay_percent\x18\x01 \x01(\x01\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\r\x12\x15\n\rabort_percent\x18\x03 \x01(\x01\x12\x14\n\x0c\x61\x62ort_status\x18\x04 \x01(\r\"\xa4\x02\n\rTrafficPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07retries\x18\x02 \x01(\x0b\x32\x14.mesh.v1.RetryPolicy\x12*\n\x0cretry_budget\x18\x03 \x01(\x0b\x32\x14.mesh.v1.RetryBudget\x12\x30\n\x0f\x63ircuit_breaker\x18\x04 \x01(\x0b\x32\x17.mesh.v1.CircuitBreaker\x12\x34\n\x11outlier_detection\x18\x05 \x01(\x0b\x32\x19.mesh.v1.OutlierDetection\x12\"\n\x05split\x18\x06 \x03(\x0b\x32\x13.mesh.v1.SplitEntry\x12&\n\x05\x66\x61ult\x18\x07 \x01(\x0b\x32\x17.mesh.v1.FaultInjection\"Y\n\x13\x41uthorizationSource\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\x12\n\nnamespaces\x18\x02 \x03(\t\x12\x1a\n\x12request_principals\x18\x03 \x03(\t\"6\n\tPathMatch\x12\x0f\n\x05\x65xact\x18\x01 \x01(\tH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"[\n\x16\x41uthorizationOperation\x12\x0f\n\x07methods\x18\x01 \x03(\t\x12!\n\x05paths\x18\x02 \x03(\x0b\x32\x12.mesh.v1.PathMatch\x12\r\n\x05ports\x18\x03 \x03(\r\"1\n\x0fHeaderCondition\x12\x0e\n\x06header\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\x9d\x01\n\x11\x41uthorizationRule\x12,\n\x06source\x18\x01 \x01(\x0b\x32\x1c.mesh.v1.AuthorizationSource\x12\x32\n\toperation\x18\x02 \x01(\x0b\x32\x1f.mesh.v1.AuthorizationOperation\x12&\n\x04when\x18\x03 \x03(\x0b\x32\x18.mesh.v1.HeaderCondition\"\x8b\x01\n\x13\x41uthorizationPolicy\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1c.mesh.v1.AuthorizationAction\x12)\n\x05rules\x18\x04 \x03(\x0b\x32\x1a.mesh.v1.AuthorizationRule\"\xc9\x01\n\rInboundPolicy\x12<\n\x13peer_authentication\x18\x01 \x01(\x0e\x32\x1f.mesh.v1.PeerAuthenticationMode\x12<\n\x15\x61uthorization_default\x18\x02 \x01(\x0e\x32\x1d.mesh.v1.AuthorizationDefault\x12<\n\x16\x61uthorization_policies\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.AuthorizationPolicy\"\x8e\x01\n\x08Snapshot\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x0c\x64\x65stinations\x18\x02 \x03(\x0b\x32\x14.mesh.v1.Destination\x12\'\n\x07inbound\x18\n \x01(\x0b\x32\x16.mesh.v1.InboundPolicy\x12\x16\n\x0epolicy_version\x18\x0b \x01(\x04J\x04\x08\x0c\x10\x1e*a\n\x0cHealthStatus\x12\x19\n\x15HEALTH_STATUS_UNKNOWN\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x02*\x8b\x01\n\x0cLoadBalancer\x12\x1d\n\x19LOAD_BALANCER_ROUND_ROBIN\x10\x00\x12\x1f\n\x1bLOAD_BALANCER_LEAST_REQUEST\x10\x01\x12\x18\n\x14LOAD_BALANCER_RANDOM\x10\x02\x12!\n\x1dLOAD_BALANCER_CONSISTENT_HASH\x10\x03*T\n\x13\x41uthorizationAction\x12\x1e\n\x1a\x41UTHORIZATION_ACTION_ALLOW\x10\x00\x12\x1d\n\x19\x41UTHORIZATION_ACTION_DENY\x10\x01*_\n\x14\x41uthorizationDefault\x12#\n\x1f\x41UTHORIZATION_DEFAULT_ALLOW_ALL\x10\x00\x12\"\n\x1e\x41UTHORIZATION_DEFAULT_DENY_ALL\x10\x01*f\n\x16PeerAuthenticationMode\x12\'\n#PEER_AUTHENTICATION_MODE_PERMISSIVE\x10\x00\x12#\n\x1fPEER_AUTHENTICATION_MODE_STRICT\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENDPOINT_LABELSENTRY']._loaded_options = None
   _globals['_ENDPOINT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_HEALTHSTATUS']._serialized_start=504
-  _globals['_HEALTHSTATUS']._serialized_end=601
-  _globals['_LOADBALANCER']._serialized_start=603
-  _globals['_LOADBALANCER']._serialized_end=681
+  _globals['_HEALTHSTATUS']._serialized_start=2371
+  _globals['_HEALTHSTATUS']._serialized_end=2468
+  _globals['_LOADBALANCER']._serialized_start=2471
+  _globals['_LOADBALANCER']._serialized_end=2610
+  _globals['_AUTHORIZATIONACTION']._serialized_start=2612
+  _globals['_AUTHORIZATIONACTION']._serialized_end=2696
+  _globals['_AUTHORIZATIONDEFAULT']._serialized_start=2698
+  _globals['_AUTHORIZATIONDEFAULT']._serialized_end=2793
+  _globals['_PEERAUTHENTICATIONMODE']._serialized_start=2795
+  _globals['_PEERAUTHENTICATIONMODE']._serialized_end=2897
   _globals['_ENDPOINT']._serialized_start=51
   _globals['_ENDPOINT']._serialized_end=259
   _globals['_ENDPOINT_LABELSENTRY']._serialized_start=214
   _globals['_ENDPOINT_LABELSENTRY']._serialized_end=259
   _globals['_DESTINATION']._serialized_start=262
-  _globals['_DESTINATION']._serialized_end=423
-  _globals['_SNAPSHOT']._serialized_start=425
-  _globals['_SNAPSHOT']._serialized_end=502
+  _globals['_DESTINATION']._serialized_end=492
+  _globals['_RETRYPOLICY']._serialized_start=495
+  _globals['_RETRYPOLICY']._serialized_end=671
+  _globals['_RETRYBUDGET']._serialized_start=673
+  _globals['_RETRYBUDGET']._serialized_end=727
+  _globals['_CIRCUITBREAKER']._serialized_start=729
+  _globals['_CIRCUITBREAKER']._serialized_end=822
+  _globals['_OUTLIERDETECTION']._serialized_start=825
+  _globals['_OUTLIERDETECTION']._serialized_end=981
+  _globals['_SPLITENTRY']._serialized_start=983
+  _globals['_SPLITENTRY']._serialized_end=1028
+  _globals['_FAULTINJECTION']._serialized_start=1030
+  _globals['_FAULTINJECTION']._serialized_end=1132
+  _globals['_TRAFFICPOLICY']._serialized_start=1135
+  _globals['_TRAFFICPOLICY']._serialized_end=1427
+  _globals['_AUTHORIZATIONSOURCE']._serialized_start=1429
+  _globals['_AUTHORIZATIONSOURCE']._serialized_end=1518
+  _globals['_PATHMATCH']._serialized_start=1520
+  _globals['_PATHMATCH']._serialized_end=1574
+  _globals['_AUTHORIZATIONOPERATION']._serialized_start=1576
+  _globals['_AUTHORIZATIONOPERATION']._serialized_end=1667
+  _globals['_HEADERCONDITION']._serialized_start=1669
+  _globals['_HEADERCONDITION']._serialized_end=1718
+  _globals['_AUTHORIZATIONRULE']._serialized_start=1721
+  _globals['_AUTHORIZATIONRULE']._serialized_end=1878
+  _globals['_AUTHORIZATIONPOLICY']._serialized_start=1881
+  _globals['_AUTHORIZATIONPOLICY']._serialized_end=2020
+  _globals['_INBOUNDPOLICY']._serialized_start=2023
+  _globals['_INBOUNDPOLICY']._serialized_end=2224
+  _globals['_SNAPSHOT']._serialized_start=2227
+  _globals['_SNAPSHOT']._serialized_end=2369
 # @@protoc_insertion_point(module_scope)

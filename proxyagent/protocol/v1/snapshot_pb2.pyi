@@ -45,13 +45,70 @@ class _LoadBalancerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadBala
     LOAD_BALANCER_ROUND_ROBIN: _LoadBalancer.ValueType  # 0
     LOAD_BALANCER_LEAST_REQUEST: _LoadBalancer.ValueType  # 1
     """Power of two choices over the endpoints' in-flight request counts."""
+    LOAD_BALANCER_RANDOM: _LoadBalancer.ValueType  # 2
+    """Uniformly random, weighted."""
+    LOAD_BALANCER_CONSISTENT_HASH: _LoadBalancer.ValueType  # 3
+    """A ring hash of the request header named by Destination.hash_header, so one key keeps one
+    endpoint while the endpoint set is stable; requests without the header are spread at random.
+    """
 
 class LoadBalancer(_LoadBalancer, metaclass=_LoadBalancerEnumTypeWrapper): ...
 
 LOAD_BALANCER_ROUND_ROBIN: LoadBalancer.ValueType  # 0
 LOAD_BALANCER_LEAST_REQUEST: LoadBalancer.ValueType  # 1
 """Power of two choices over the endpoints' in-flight request counts."""
+LOAD_BALANCER_RANDOM: LoadBalancer.ValueType  # 2
+"""Uniformly random, weighted."""
+LOAD_BALANCER_CONSISTENT_HASH: LoadBalancer.ValueType  # 3
+"""A ring hash of the request header named by Destination.hash_header, so one key keeps one
+endpoint while the endpoint set is stable; requests without the header are spread at random.
+"""
 Global___LoadBalancer: _TypeAlias = LoadBalancer  # noqa: Y015
+
+class _AuthorizationAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuthorizationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuthorizationAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUTHORIZATION_ACTION_ALLOW: _AuthorizationAction.ValueType  # 0
+    AUTHORIZATION_ACTION_DENY: _AuthorizationAction.ValueType  # 1
+
+class AuthorizationAction(_AuthorizationAction, metaclass=_AuthorizationActionEnumTypeWrapper): ...
+
+AUTHORIZATION_ACTION_ALLOW: AuthorizationAction.ValueType  # 0
+AUTHORIZATION_ACTION_DENY: AuthorizationAction.ValueType  # 1
+Global___AuthorizationAction: _TypeAlias = AuthorizationAction  # noqa: Y015
+
+class _AuthorizationDefault:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuthorizationDefaultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuthorizationDefault.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUTHORIZATION_DEFAULT_ALLOW_ALL: _AuthorizationDefault.ValueType  # 0
+    AUTHORIZATION_DEFAULT_DENY_ALL: _AuthorizationDefault.ValueType  # 1
+
+class AuthorizationDefault(_AuthorizationDefault, metaclass=_AuthorizationDefaultEnumTypeWrapper): ...
+
+AUTHORIZATION_DEFAULT_ALLOW_ALL: AuthorizationDefault.ValueType  # 0
+AUTHORIZATION_DEFAULT_DENY_ALL: AuthorizationDefault.ValueType  # 1
+Global___AuthorizationDefault: _TypeAlias = AuthorizationDefault  # noqa: Y015
+
+class _PeerAuthenticationMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PeerAuthenticationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PeerAuthenticationMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PEER_AUTHENTICATION_MODE_PERMISSIVE: _PeerAuthenticationMode.ValueType  # 0
+    PEER_AUTHENTICATION_MODE_STRICT: _PeerAuthenticationMode.ValueType  # 1
+
+class PeerAuthenticationMode(_PeerAuthenticationMode, metaclass=_PeerAuthenticationModeEnumTypeWrapper): ...
+
+PEER_AUTHENTICATION_MODE_PERMISSIVE: PeerAuthenticationMode.ValueType  # 0
+PEER_AUTHENTICATION_MODE_STRICT: PeerAuthenticationMode.ValueType  # 1
+Global___PeerAuthenticationMode: _TypeAlias = PeerAuthenticationMode  # noqa: Y015
 
 @_typing.final
 class Endpoint(_message.Message):
@@ -122,13 +179,21 @@ class Destination(_message.Message):
     LOAD_BALANCER_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     REQUEST_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    HASH_HEADER_FIELD_NUMBER: _builtins.int
+    TRAFFIC_POLICY_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     namespace: _builtins.str
     load_balancer: Global___LoadBalancer.ValueType
     request_timeout_ms: _builtins.int
     """0 means the agent's default request timeout."""
+    hash_header: _builtins.str
+    """The header hashed by LOAD_BALANCER_CONSISTENT_HASH (lowercase); empty otherwise."""
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endpoint]: ...
+    @_builtins.property
+    def traffic_policy(self) -> Global___TrafficPolicy:
+        """Resilience and routing rules for calls to this destination; absent means none."""
+
     def __init__(
         self,
         *,
@@ -137,14 +202,453 @@ class Destination(_message.Message):
         load_balancer: Global___LoadBalancer.ValueType = ...,
         endpoints: _abc.Iterable[Global___Endpoint] | None = ...,
         request_timeout_ms: _builtins.int = ...,
+        hash_header: _builtins.str = ...,
+        traffic_policy: Global___TrafficPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["traffic_policy", b"traffic_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "load_balancer", b"load_balancer", "namespace", b"namespace", "request_timeout_ms", b"request_timeout_ms", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "hash_header", b"hash_header", "load_balancer", b"load_balancer", "namespace", b"namespace", "request_timeout_ms", b"request_timeout_ms", "service", b"service", "traffic_policy", b"traffic_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Destination: _TypeAlias = Destination  # noqa: Y015
+
+@_typing.final
+class RetryPolicy(_message.Message):
+    """Retry a failed try of a request on another endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    PER_TRY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    ON_5XX_FIELD_NUMBER: _builtins.int
+    ON_CONNECT_FAILURE_FIELD_NUMBER: _builtins.int
+    ON_RESET_FIELD_NUMBER: _builtins.int
+    NON_IDEMPOTENT_FIELD_NUMBER: _builtins.int
+    MAX_REPLAY_BODY_BYTES_FIELD_NUMBER: _builtins.int
+    attempts: _builtins.int
+    """Retries after the first try (0-10)."""
+    per_try_timeout_ms: _builtins.int
+    """Deadline of each try; 0 means only the request timeout applies."""
+    on_5xx: _builtins.bool
+    """What counts as a failure worth retrying."""
+    on_connect_failure: _builtins.bool
+    on_reset: _builtins.bool
+    non_idempotent: _builtins.bool
+    """Retry methods that are not idempotent (POST, PATCH) too; off by default."""
+    max_replay_body_bytes: _builtins.int
+    """A request whose body is larger than this is never replayed (it is streamed, not kept)."""
+    def __init__(
+        self,
+        *,
+        attempts: _builtins.int = ...,
+        per_try_timeout_ms: _builtins.int = ...,
+        on_5xx: _builtins.bool = ...,
+        on_connect_failure: _builtins.bool = ...,
+        on_reset: _builtins.bool = ...,
+        non_idempotent: _builtins.bool = ...,
+        max_replay_body_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "max_replay_body_bytes", b"max_replay_body_bytes", "non_idempotent", b"non_idempotent", "on_5xx", b"on_5xx", "on_connect_failure", b"on_connect_failure", "on_reset", b"on_reset", "per_try_timeout_ms", b"per_try_timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
+
+@_typing.final
+class RetryBudget(_message.Message):
+    """Bounds retries to a share of the destination's traffic, so retries cannot multiply an outage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERCENT_FIELD_NUMBER: _builtins.int
+    MIN_PER_SECOND_FIELD_NUMBER: _builtins.int
+    percent: _builtins.float
+    """Retries in flight may be at most this percentage of requests in flight (0-100)."""
+    min_per_second: _builtins.int
+    """Always allow this many retries per second, whatever the percentage says."""
+    def __init__(
+        self,
+        *,
+        percent: _builtins.float = ...,
+        min_per_second: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_per_second", b"min_per_second", "percent", b"percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryBudget: _TypeAlias = RetryBudget  # noqa: Y015
+
+@_typing.final
+class CircuitBreaker(_message.Message):
+    """Limits per destination; over a limit the agent answers 503 circuit_open at once. 0 means no limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    MAX_PENDING_REQUESTS_FIELD_NUMBER: _builtins.int
+    MAX_REQUESTS_FIELD_NUMBER: _builtins.int
+    max_connections: _builtins.int
+    max_pending_requests: _builtins.int
+    """Requests waiting for a connection when max_connections are busy."""
+    max_requests: _builtins.int
+    def __init__(
+        self,
+        *,
+        max_connections: _builtins.int = ...,
+        max_pending_requests: _builtins.int = ...,
+        max_requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_connections", b"max_connections", "max_pending_requests", b"max_pending_requests", "max_requests", b"max_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CircuitBreaker: _TypeAlias = CircuitBreaker  # noqa: Y015
+
+@_typing.final
+class OutlierDetection(_message.Message):
+    """Eject endpoints that keep failing, for a time that grows with each ejection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSECUTIVE_5XX_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_GATEWAY_ERRORS_FIELD_NUMBER: _builtins.int
+    INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    BASE_EJECTION_MS_FIELD_NUMBER: _builtins.int
+    MAX_EJECTION_PERCENT_FIELD_NUMBER: _builtins.int
+    consecutive_5xx: _builtins.int
+    """Eject after this many 5xx in a row (0: not on 5xx)."""
+    consecutive_gateway_errors: _builtins.int
+    """Eject after this many 502/503/504 or connect failures in a row (0: not on gateway errors)."""
+    interval_ms: _builtins.int
+    """How often ejections are reviewed and expired ones readmitted."""
+    base_ejection_ms: _builtins.int
+    """An endpoint is out for base_ejection_ms times the number of times it was ejected."""
+    max_ejection_percent: _builtins.int
+    """Never eject more than this percentage of the endpoints (0-100)."""
+    def __init__(
+        self,
+        *,
+        consecutive_5xx: _builtins.int = ...,
+        consecutive_gateway_errors: _builtins.int = ...,
+        interval_ms: _builtins.int = ...,
+        base_ejection_ms: _builtins.int = ...,
+        max_ejection_percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_ejection_ms", b"base_ejection_ms", "consecutive_5xx", b"consecutive_5xx", "consecutive_gateway_errors", b"consecutive_gateway_errors", "interval_ms", b"interval_ms", "max_ejection_percent", b"max_ejection_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutlierDetection: _TypeAlias = OutlierDetection  # noqa: Y015
+
+@_typing.final
+class SplitEntry(_message.Message):
+    """A share of the destination's traffic for the endpoints labelled version=<version>."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    weight: _builtins.int
+    """Out of 100 over all entries."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitEntry: _TypeAlias = SplitEntry  # noqa: Y015
+
+@_typing.final
+class FaultInjection(_message.Message):
+    """Faults injected into calls to this destination, for testing how callers cope."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELAY_PERCENT_FIELD_NUMBER: _builtins.int
+    DELAY_MS_FIELD_NUMBER: _builtins.int
+    ABORT_PERCENT_FIELD_NUMBER: _builtins.int
+    ABORT_STATUS_FIELD_NUMBER: _builtins.int
+    delay_percent: _builtins.float
+    """Delay this percentage of requests (0-100) by delay_ms."""
+    delay_ms: _builtins.int
+    abort_percent: _builtins.float
+    """Answer this percentage of requests (0-100) with abort_status, without calling the destination."""
+    abort_status: _builtins.int
+    def __init__(
+        self,
+        *,
+        delay_percent: _builtins.float = ...,
+        delay_ms: _builtins.int = ...,
+        abort_percent: _builtins.float = ...,
+        abort_status: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abort_percent", b"abort_percent", "abort_status", b"abort_status", "delay_ms", b"delay_ms", "delay_percent", b"delay_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FaultInjection: _TypeAlias = FaultInjection  # noqa: Y015
+
+@_typing.final
+class TrafficPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
+    RETRY_BUDGET_FIELD_NUMBER: _builtins.int
+    CIRCUIT_BREAKER_FIELD_NUMBER: _builtins.int
+    OUTLIER_DETECTION_FIELD_NUMBER: _builtins.int
+    SPLIT_FIELD_NUMBER: _builtins.int
+    FAULT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The policy's name in the control plane, for logs, metrics and spans."""
+    @_builtins.property
+    def retries(self) -> Global___RetryPolicy: ...
+    @_builtins.property
+    def retry_budget(self) -> Global___RetryBudget: ...
+    @_builtins.property
+    def circuit_breaker(self) -> Global___CircuitBreaker: ...
+    @_builtins.property
+    def outlier_detection(self) -> Global___OutlierDetection: ...
+    @_builtins.property
+    def split(self) -> _containers.RepeatedCompositeFieldContainer[Global___SplitEntry]:
+        """Empty: every endpoint gets traffic. Otherwise only the listed versions, by weight."""
+
+    @_builtins.property
+    def fault(self) -> Global___FaultInjection: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        retries: Global___RetryPolicy | None = ...,
+        retry_budget: Global___RetryBudget | None = ...,
+        circuit_breaker: Global___CircuitBreaker | None = ...,
+        outlier_detection: Global___OutlierDetection | None = ...,
+        split: _abc.Iterable[Global___SplitEntry] | None = ...,
+        fault: Global___FaultInjection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["circuit_breaker", b"circuit_breaker", "fault", b"fault", "outlier_detection", b"outlier_detection", "retries", b"retries", "retry_budget", b"retry_budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_breaker", b"circuit_breaker", "fault", b"fault", "name", b"name", "outlier_detection", b"outlier_detection", "retries", b"retries", "retry_budget", b"retry_budget", "split", b"split"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrafficPolicy: _TypeAlias = TrafficPolicy  # noqa: Y015
+
+@_typing.final
+class AuthorizationSource(_message.Message):
+    """Who a rule's caller must be; every non-empty list must match, entries of one list are OR-ed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPALS_FIELD_NUMBER: _builtins.int
+    NAMESPACES_FIELD_NUMBER: _builtins.int
+    REQUEST_PRINCIPALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def principals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def request_principals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        principals: _abc.Iterable[_builtins.str] | None = ...,
+        namespaces: _abc.Iterable[_builtins.str] | None = ...,
+        request_principals: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespaces", b"namespaces", "principals", b"principals", "request_principals", b"request_principals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationSource: _TypeAlias = AuthorizationSource  # noqa: Y015
+
+@_typing.final
+class PathMatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXACT_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    exact: _builtins.str
+    prefix: _builtins.str
+    def __init__(
+        self,
+        *,
+        exact: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exact", b"exact", "kind", b"kind", "prefix", b"prefix"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exact", b"exact", "kind", b"kind", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["exact", "prefix"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___PathMatch: _TypeAlias = PathMatch  # noqa: Y015
+
+@_typing.final
+class AuthorizationOperation(_message.Message):
+    """What a rule's request must ask for; every non-empty list must match."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHODS_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedCompositeFieldContainer[Global___PathMatch]: ...
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        methods: _abc.Iterable[_builtins.str] | None = ...,
+        paths: _abc.Iterable[Global___PathMatch] | None = ...,
+        ports: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["methods", b"methods", "paths", b"paths", "ports", b"ports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationOperation: _TypeAlias = AuthorizationOperation  # noqa: Y015
+
+@_typing.final
+class HeaderCondition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    header: _builtins.str
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        header: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeaderCondition: _TypeAlias = HeaderCondition  # noqa: Y015
+
+@_typing.final
+class AuthorizationRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def source(self) -> Global___AuthorizationSource: ...
+    @_builtins.property
+    def operation(self) -> Global___AuthorizationOperation: ...
+    @_builtins.property
+    def when(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeaderCondition]: ...
+    def __init__(
+        self,
+        *,
+        source: Global___AuthorizationSource | None = ...,
+        operation: Global___AuthorizationOperation | None = ...,
+        when: _abc.Iterable[Global___HeaderCondition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "source", b"source", "when", b"when"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationRule: _TypeAlias = AuthorizationRule  # noqa: Y015
+
+@_typing.final
+class AuthorizationPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"<namespace>/<name>": what a denial names, never the rule contents."""
+    service: _builtins.str
+    """The service the policy applies to; empty means the whole namespace."""
+    action: Global___AuthorizationAction.ValueType
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizationRule]:
+        """A request matches the policy when it matches any rule."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        service: _builtins.str = ...,
+        action: Global___AuthorizationAction.ValueType = ...,
+        rules: _abc.Iterable[Global___AuthorizationRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "id", b"id", "rules", b"rules", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationPolicy: _TypeAlias = AuthorizationPolicy  # noqa: Y015
+
+@_typing.final
+class InboundPolicy(_message.Message):
+    """How the agent's inbound listener admits callers: only the policies for this agent's own
+    service and namespace. Evaluated DENY first, then ALLOW, then the default.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEER_AUTHENTICATION_FIELD_NUMBER: _builtins.int
+    AUTHORIZATION_DEFAULT_FIELD_NUMBER: _builtins.int
+    AUTHORIZATION_POLICIES_FIELD_NUMBER: _builtins.int
+    peer_authentication: Global___PeerAuthenticationMode.ValueType
+    authorization_default: Global___AuthorizationDefault.ValueType
+    @_builtins.property
+    def authorization_policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizationPolicy]: ...
+    def __init__(
+        self,
+        *,
+        peer_authentication: Global___PeerAuthenticationMode.ValueType = ...,
+        authorization_default: Global___AuthorizationDefault.ValueType = ...,
+        authorization_policies: _abc.Iterable[Global___AuthorizationPolicy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_default", b"authorization_default", "authorization_policies", b"authorization_policies", "peer_authentication", b"peer_authentication"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboundPolicy: _TypeAlias = InboundPolicy  # noqa: Y015
 
 @_typing.final
 class Snapshot(_message.Message):
@@ -156,18 +660,26 @@ class Snapshot(_message.Message):
 
     VERSION_FIELD_NUMBER: _builtins.int
     DESTINATIONS_FIELD_NUMBER: _builtins.int
+    INBOUND_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    policy_version: _builtins.int
+    """The approved policy version (ConfigVersion) this snapshot carries; 0 before any was applied."""
     @_builtins.property
     def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Destination]: ...
+    @_builtins.property
+    def inbound(self) -> Global___InboundPolicy: ...
     def __init__(
         self,
         *,
         version: _builtins.int = ...,
         destinations: _abc.Iterable[Global___Destination] | None = ...,
+        inbound: Global___InboundPolicy | None = ...,
+        policy_version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inbound", b"inbound"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations", "inbound", b"inbound", "policy_version", b"policy_version", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
