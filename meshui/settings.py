@@ -234,6 +234,14 @@ MESH_HEALTH_FAILING_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_FAILING_ER
 # Edge metrics: 10 s buckets for a day, 1-minute rollups for a week.
 MESH_METRICS_RAW_RETENTION_HOURS = env.env_int(_environ, "MESH_METRICS_RAW_RETENTION_HOURS", 24, minimum=2)
 MESH_METRICS_ROLLUP_RETENTION_DAYS = env.env_int(_environ, "MESH_METRICS_ROLLUP_RETENTION_DAYS", 7, minimum=1)
+# --- policy changes and rollout ----------------------------------------------------
+# A submitted change request nobody decided on expires after this long.
+MESH_CHANGE_REQUEST_TTL_HOURS = env.env_int(_environ, "MESH_CHANGE_REQUEST_TTL_HOURS", 72, minimum=1)
+# Approvals a change needs in a namespace without its own approval rule.
+MESH_DEFAULT_REQUIRED_APPROVALS = env.env_int(_environ, "MESH_DEFAULT_REQUIRED_APPROVALS", 1, minimum=1)
+# Pushes in flight at once during a rollout, and tries per agent before it waits for its heartbeat.
+MESH_ROLLOUT_PARALLELISM = env.env_int(_environ, "MESH_ROLLOUT_PARALLELISM", 256, minimum=1)
+MESH_ROLLOUT_PUSH_ATTEMPTS = env.env_int(_environ, "MESH_ROLLOUT_PUSH_ATTEMPTS", 3, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "prune-spans": {"task": "meshui.telemetry.prune_spans", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 
 from meshui.catalog.models import HealthStatus, Instance, LoadBalancer, Service
 from proxyagent.protocol.v1 import snapshot_pb2
@@ -44,3 +45,9 @@ def build_snapshot(version: int) -> snapshot_pb2.Snapshot:
         for service in Service.objects.select_related("namespace").order_by("namespace__name", "name")
     ]
     return snapshot_pb2.Snapshot(version=version, destinations=destinations)
+
+
+def build_agent_snapshots(version: int, agent_pks: Collection[int]) -> dict[int, snapshot_pb2.Snapshot]:
+    """The snapshot of ``version`` each agent (by primary key) should hold: each gets only what it needs."""
+    shared = build_snapshot(version)
+    return {pk: shared for pk in agent_pks}
