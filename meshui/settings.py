@@ -246,6 +246,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-spans": {"task": "meshui.telemetry.prune_spans", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "roll-up-metrics": {"task": "meshui.telemetry.roll_up_metrics", "schedule": 60.0},
+    "expire-change-requests": {"task": "meshui.policy.expire_change_requests", "schedule": 300.0},
 }
 
 # --- accounts -----------------------------------------------------------------

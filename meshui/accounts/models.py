@@ -50,11 +50,19 @@ class RoleBinding(models.Model):
                 condition=Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False),
                 name="rolebinding_one_subject",
             ),
+            # Each constraint covers only its own kind of subject: without the condition, two users'
+            # bindings (group null in both) of one role and namespace would collide on the group one.
             models.UniqueConstraint(
-                fields=["user", "role", "namespace"], name="rolebinding_unique_user", nulls_distinct=False
+                fields=["user", "role", "namespace"],
+                condition=Q(user__isnull=False),
+                name="rolebinding_unique_user",
+                nulls_distinct=False,
             ),
             models.UniqueConstraint(
-                fields=["group", "role", "namespace"], name="rolebinding_unique_group", nulls_distinct=False
+                fields=["group", "role", "namespace"],
+                condition=Q(group__isnull=False),
+                name="rolebinding_unique_group",
+                nulls_distinct=False,
             ),
         ]
 

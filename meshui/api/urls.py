@@ -4,6 +4,15 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+from meshui.policy.views import (
+    ApprovalRuleViewSet,
+    AuthorizationDefaultViewSet,
+    AuthorizationPolicyViewSet,
+    ChangeRequestViewSet,
+    ConfigVersionViewSet,
+    PeerAuthenticationViewSet,
+    TrafficPolicyViewSet,
+)
 from meshui.telemetry.edge_views import EdgeTracesView, ServiceMetricsView
 from meshui.telemetry.graph_views import GraphView
 from meshui.telemetry.views import TraceViewSet
@@ -20,6 +29,13 @@ router.register("role-bindings", RoleBindingViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("traces", TraceViewSet, basename="trace")
+router.register("traffic-policies", TrafficPolicyViewSet, basename="trafficpolicy")
+router.register("authorization-policies", AuthorizationPolicyViewSet, basename="authorizationpolicy")
+router.register("peer-authentications", PeerAuthenticationViewSet, basename="peerauthentication")
+router.register("authorization-defaults", AuthorizationDefaultViewSet, basename="authorizationdefault")
+router.register("change-requests", ChangeRequestViewSet, basename="changerequest")
+router.register("config-versions", ConfigVersionViewSet, basename="configversion")
+router.register("approval-rules", ApprovalRuleViewSet)
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),

@@ -19,6 +19,14 @@ class AuditAction(models.TextChoices):
     REVOKE = "revoke"
     DENIED = "denied"
     AUTH_FAILED = "auth_failed"
+    # The life of a policy change request.
+    SUBMIT = "submit"
+    APPROVE = "approve"
+    REJECT = "reject"
+    WITHDRAW = "withdraw"
+    EXPIRE = "expire"
+    APPLY = "apply"
+    EMERGENCY_APPLY = "emergency_apply"
 
 
 def digest(data: Any) -> str:

@@ -12,15 +12,15 @@ from django.conf import settings
 from meshui.catalog.actions import do_deregister_agent, do_record_heartbeat, do_register_agent
 from meshui.catalog.registration import InvalidRegistration, Registration
 from meshui.rollout.models import MeshVersion
-from meshui.rollout.snapshots import build_snapshot
+from meshui.rollout.snapshots import build_agent_snapshot
 from proxyagent.protocol.v1 import control_pb2, control_pb2_grpc, snapshot_pb2
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _current_snapshot() -> snapshot_pb2.Snapshot:
-    return build_snapshot(MeshVersion.current())
+def _current_snapshot(agent_id: str) -> snapshot_pb2.Snapshot:
+    return build_agent_snapshot(MeshVersion.current(), agent_id)
 
 
 class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
@@ -44,7 +44,7 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
             logger.warning("registration refused: %s", exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         agent = await database_sync_to_async(do_register_agent)(registration)
-        snapshot = await database_sync_to_async(_current_snapshot)()
+        snapshot = await database_sync_to_async(_current_snapshot)(agent.agent_id)
         return control_pb2.RegisterResponse(
             agent_id=agent.agent_id,
             snapshot=snapshot,
@@ -63,7 +63,9 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
         reply = control_pb2.HeartbeatResponse(latest_version=result.latest_version)
         if request.applied_version < result.latest_version:
             # The agent missed a push (or it is still in flight): hand it the snapshot now.
-            reply.snapshot.CopyFrom(await database_sync_to_async(build_snapshot)(result.latest_version))
+            reply.snapshot.CopyFrom(
+                await database_sync_to_async(build_agent_snapshot)(result.latest_version, request.agent_id)
+            )
         return reply
 
     async def Deregister(  # noqa: N802

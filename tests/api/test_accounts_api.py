@@ -139,3 +139,10 @@ def test_only_a_superuser_may_change_a_superuser(
     assert global_admin.delete(f"/api/v1/users/{admin_user.pk}/").status_code == 403
     admin_user.refresh_from_db()
     assert admin_user.check_password("correct horse battery staple")
+
+
+def test_many_users_hold_one_role_in_one_namespace(alpha: Namespace) -> None:
+    # On PostgreSQL the group constraint once counted two users' bindings (group null in both) as duplicates.
+    RoleBinding.objects.create(user=User.objects.create_user("first"), role="editor", namespace=alpha)
+    RoleBinding.objects.create(user=User.objects.create_user("second"), role="editor", namespace=alpha)
+    assert RoleBinding.objects.filter(role="editor", namespace=alpha).count() == 2

@@ -1,0 +1,14 @@
+"""Periodic policy housekeeping."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from meshui.policy.changes import do_expire_changes
+
+
+@shared_task(name="meshui.policy.expire_change_requests")
+def expire_change_requests() -> int:
+    """Expire submitted change requests past their deadline; returns how many."""
+    return len(do_expire_changes(timezone.now()))
