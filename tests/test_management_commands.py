@@ -1,4 +1,4 @@
-"""ensure_admin and issue_token, the commands the demo and automation set-up rely on."""
+"""ensure_admin, demo_users and issue_token, the commands the demo and automation set-up rely on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from meshui.accounts.models import RoleBinding
 from meshui.audit.models import AuditAction, AuditEvent
+from meshui.catalog.models import Namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +62,14 @@ def test_issue_token_prints_a_working_token(admin_user: Any) -> None:
 def test_issue_token_refuses_unknown_users() -> None:
     with pytest.raises(CommandError, match="no active user 'ghost'"):
         _run("issue_token", "ghost")
+
+
+def test_demo_users_hold_the_editor_and_approver_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHUI_DEMO_PASSWORD", "a demo password of some length")
+    out = StringIO()
+    call_command("demo_users", "--namespace", "shop", stdout=out)
+    call_command("demo_users", "--namespace", "shop", stdout=out)  # idempotent
+    shop = Namespace.objects.get(name="shop")
+    roles = set(RoleBinding.objects.filter(namespace=shop).values_list("user__username", "role"))
+    assert roles == {("editor", "editor"), ("approver", "approver")}
+    assert User.objects.get(username="approver").check_password("a demo password of some length")

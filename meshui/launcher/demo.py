@@ -96,6 +96,9 @@ def run(argv: list[str]) -> int:
         manage = [python, str(REPO_ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, cwd=REPO_ROOT)
         subprocess.run([*manage, "ensure_admin"], env=env, check=True, cwd=REPO_ROOT)
+        subprocess.run(
+            [*manage, "demo_users", "--namespace", sample_mesh.NAMESPACE], env=env, check=True, cwd=REPO_ROOT
+        )
         group.start(
             "web",
             [

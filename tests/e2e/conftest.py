@@ -149,7 +149,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data_dir = tmp_path_factory.mktemp("e2e") / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHUI_", "DJANGO_"))}
-    env.update({"MESHUI_DATA_DIR": str(data_dir), "MESHUI_ADMIN_USER": ADMIN, "MESHUI_ADMIN_PASSWORD": PASSWORD})
+    env.update(
+        {
+            "MESHUI_DATA_DIR": str(data_dir),
+            "MESHUI_ADMIN_USER": ADMIN,
+            "MESHUI_ADMIN_PASSWORD": PASSWORD,
+            # The demo's editor and approver (make demo creates them) log in with the same password.
+            "MESHUI_DEMO_PASSWORD": PASSWORD,
+        }
+    )
     redis_url = _own_redis_database(env.get("REDIS_URL"))
     if redis_url:
         env["REDIS_URL"] = redis_url
