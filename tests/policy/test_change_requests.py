@@ -334,3 +334,14 @@ def test_unauthenticated_requests_are_refused(reviews: Service) -> None:
     client = APIClient()
     for path in ["/api/v1/change-requests/", "/api/v1/config-versions/", "/api/v1/traffic-policies/"]:
         assert client.get(path).status_code in (401, 403)
+
+
+def test_the_beat_task_expires_overdue_changes(cast: dict[str, Any], reviews: Service) -> None:
+    from meshui.policy.tasks import expire_change_requests
+
+    overdue = submitted(cast)
+    fresh = submitted(cast, {"timeout_ms": 700})
+    ChangeRequest.objects.filter(pk=overdue["id"]).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert expire_change_requests() == 1
+    states = dict(ChangeRequest.objects.values_list("pk", "state"))
+    assert states == {overdue["id"]: "expired", fresh["id"]: "pending"}
