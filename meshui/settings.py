@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "meshui.accounts",
     "meshui.audit",
     "meshui.catalog",
+    "meshui.identity",
     "meshui.policy",
     "meshui.rollout",
     "meshui.meshcontrol",
@@ -234,6 +235,19 @@ MESH_HEALTH_FAILING_ERROR_RATE = env.env_float(_environ, "MESH_HEALTH_FAILING_ER
 # Edge metrics: 10 s buckets for a day, 1-minute rollups for a week.
 MESH_METRICS_RAW_RETENTION_HOURS = env.env_int(_environ, "MESH_METRICS_RAW_RETENTION_HOURS", 24, minimum=2)
 MESH_METRICS_ROLLUP_RETENTION_DAYS = env.env_int(_environ, "MESH_METRICS_ROLLUP_RETENTION_DAYS", 7, minimum=1)
+# --- workload identity (the mesh's CA) ----------------------------------------------
+# Generated on first start into MESH_CA_DIR; or read from a mounted Secret (MESH_CA_CERT_FILE holds the
+# signing certificate and its chain up to the root, MESH_CA_KEY_FILE its key, MESH_CA_BUNDLE_FILE
+# roots still trusted during a rotation).
+MESH_CA_DIR = env.env_str(_environ, "MESH_CA_DIR", str(DATA_DIR / "ca"))
+MESH_CA_CERT_FILE = env.env_str(_environ, "MESH_CA_CERT_FILE", "")
+MESH_CA_KEY_FILE = env.env_str(_environ, "MESH_CA_KEY_FILE", "")
+MESH_CA_BUNDLE_FILE = env.env_str(_environ, "MESH_CA_BUNDLE_FILE", "")
+# Sign workload certificates with an intermediate, keeping the root's key for yearly use.
+MESH_CA_INTERMEDIATE = env.env_bool(_environ, "MESH_CA_INTERMEDIATE", False)
+MESH_CERT_TTL_HOURS = env.env_int(_environ, "MESH_CERT_TTL_HOURS", 24, minimum=1)
+MESH_JOIN_TOKEN_TTL_HOURS = env.env_int(_environ, "MESH_JOIN_TOKEN_TTL_HOURS", 24, minimum=1)
+
 # --- policy changes and rollout ----------------------------------------------------
 # A submitted change request nobody decided on expires after this long.
 MESH_CHANGE_REQUEST_TTL_HOURS = env.env_int(_environ, "MESH_CHANGE_REQUEST_TTL_HOURS", 72, minimum=1)

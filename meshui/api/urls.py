@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
+from meshui.identity.views import IssuedCertificateViewSet, JoinTokenViewSet
 from meshui.policy.views import (
     ApprovalRuleViewSet,
     AuthorizationDefaultViewSet,
@@ -36,6 +37,8 @@ router.register("authorization-defaults", AuthorizationDefaultViewSet, basename=
 router.register("change-requests", ChangeRequestViewSet, basename="changerequest")
 router.register("config-versions", ConfigVersionViewSet, basename="configversion")
 router.register("approval-rules", ApprovalRuleViewSet)
+router.register("join-tokens", JoinTokenViewSet)
+router.register("certificates", IssuedCertificateViewSet, basename="certificate")
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),

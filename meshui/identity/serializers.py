@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+from meshui.api.serializers import StrictCharField, StrictModelSerializer, VisibleSlugRelatedField
+from meshui.catalog.models import Namespace
+from meshui.catalog.validators import dns_label
+from meshui.identity.durations import parse_duration
+from meshui.identity.models import IssuedCertificate, JoinToken
+
+MAX_JOIN_TOKEN_TTL = dt.timedelta(days=30)
+
+
+class JoinTokenSerializer(StrictModelSerializer):
+    """A join token; ``token`` (the secret) appears once, in the answer to its creation."""
+
+    namespace = VisibleSlugRelatedField(slug_field="name", queryset=Namespace.objects.all())
+    service_account = StrictCharField(max_length=63, required=False, allow_blank=True, validators=[dns_label])
+    ttl = StrictCharField(write_only=True, required=False, help_text="How long it is usable: 30m, 24h, 7d.")
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = JoinToken
+        fields = [
+            "id",
+            "namespace",
+            "service_account",
+            "description",
+            "ttl",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "state",
+        ]
+        read_only_fields = ["id", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at", "state"]
+
+    def get_state(self, token: JoinToken) -> str:
+        if token.revoked_at is not None:
+            return "revoked"
+        return "expired" if token.expires_at <= timezone.now() else "usable"
+
+    def validate_ttl(self, value: str) -> dt.timedelta:
+        try:
+            ttl = parse_duration(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if ttl > MAX_JOIN_TOKEN_TTL:
+            raise serializers.ValidationError("A join token is usable for at most 30 days.")
+        return ttl
+
+    def create(self, validated_data: dict[str, Any]) -> JoinToken:
+        ttl = validated_data.pop("ttl", dt.timedelta(hours=settings.MESH_JOIN_TOKEN_TTL_HOURS))
+        token, plain = JoinToken.issue(
+            validated_data["namespace"],
+            validated_data.get("service_account", ""),
+            timezone.now() + ttl,
+            created_by=validated_data.get("created_by"),
+            description=validated_data.get("description", ""),
+        )
+        token.plain = plain  # type: ignore[attr-defined]  # handed back once by to_representation
+        return token
+
+    def to_representation(self, instance: JoinToken) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        plain = getattr(instance, "plain", None)
+        if plain is not None:
+            data["token"] = plain
+        return data
+
+
+class IssuedCertificateSerializer(serializers.ModelSerializer[IssuedCertificate]):
+    namespace = serializers.CharField(source="namespace.name")
+
+    class Meta:
+        model = IssuedCertificate
+        fields = [
+            "serial",
+            "spiffe_id",
+            "namespace",
+            "service_account",
+            "agent_id",
+            "authority",
+            "credential",
+            "not_before",
+            "not_after",
+            "issued_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,66 @@
+"""Join tokens (admins) and the record of issued certificates (viewers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from rest_framework import mixins, viewsets
+
+from meshui.accounts.roles import Capability
+from meshui.accounts.scoping import restrict_to_namespaces
+from meshui.api.permissions import NamespaceRolePermission
+from meshui.api.viewsets import NamespacedModelViewSet
+from meshui.audit.actions import do_record_change
+from meshui.audit.models import AuditAction
+from meshui.identity.models import IssuedCertificate, JoinToken
+from meshui.identity.serializers import IssuedCertificateSerializer, JoinTokenSerializer
+
+
+class JoinTokenViewSet(NamespacedModelViewSet):
+    """Join tokens of the namespaces you administer. DELETE revokes (the row stays, for the audit trail)."""
+
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    queryset = JoinToken.objects.select_related("namespace")
+    serializer_class = JoinTokenSerializer
+    read_capability = Capability.MANAGE
+    write_capability = Capability.MANAGE
+    filterset_fields = ["service_account"]
+    ordering_fields = ["created_at", "expires_at"]
+
+    def target_namespace_id(self, validated_data: dict[str, Any]) -> int | None:
+        return validated_data["namespace"].pk  # type: ignore[no-any-return]
+
+    def save_kwargs(self) -> dict[str, Any]:
+        return {"created_by": self.request.user}
+
+    def perform_destroy(self, instance: Any) -> None:
+        with transaction.atomic():
+            before = self.snapshot(instance)
+            if instance.revoked_at is None:
+                instance.revoked_at = timezone.now()
+                instance.save(update_fields=["revoked_at"])
+            do_record_change(
+                self.request,
+                AuditAction.REVOKE,
+                instance,
+                namespace_id=instance.namespace_id,
+                before=before,
+                after=self.snapshot(instance),
+            )
+
+
+class IssuedCertificateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[IssuedCertificate]):
+    """Certificates the CA issued (never keys: those stay with the agents)."""
+
+    serializer_class = IssuedCertificateSerializer
+    permission_classes = [NamespaceRolePermission]
+    read_capability = Capability.VIEW
+    filterset_fields = ["agent_id", "service_account", "spiffe_id"]
+    ordering_fields = ["issued_at", "not_after"]
+
+    def get_queryset(self) -> QuerySet[IssuedCertificate]:
+        certificates = IssuedCertificate.objects.select_related("namespace")
+        return restrict_to_namespaces(certificates, self.request.user, self.read_capability)
