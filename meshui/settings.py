@@ -247,6 +247,12 @@ MESH_CA_BUNDLE_FILE = env.env_str(_environ, "MESH_CA_BUNDLE_FILE", "")
 MESH_CA_INTERMEDIATE = env.env_bool(_environ, "MESH_CA_INTERMEDIATE", False)
 MESH_CERT_TTL_HOURS = env.env_int(_environ, "MESH_CERT_TTL_HOURS", 24, minimum=1)
 MESH_JOIN_TOKEN_TTL_HOURS = env.env_int(_environ, "MESH_JOIN_TOKEN_TTL_HOURS", 24, minimum=1)
+# MeshControl over TLS, with a certificate from the mesh's CA naming these hosts (what agents dial).
+MESH_GRPC_TLS = env.env_bool(_environ, "MESH_GRPC_TLS", False)
+MESH_GRPC_TLS_HOSTS = tuple(env.env_list(_environ, "MESH_GRPC_TLS_HOSTS", ["localhost", "127.0.0.1"]))
+# The control plane's own identity: spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
+MESH_CONTROL_NAMESPACE = env.env_str(_environ, "MESH_CONTROL_NAMESPACE", "mesh-system")
+MESH_CONTROL_SERVICE_ACCOUNT = env.env_str(_environ, "MESH_CONTROL_SERVICE_ACCOUNT", "meshui-control")
 
 # --- policy changes and rollout ----------------------------------------------------
 # A submitted change request nobody decided on expires after this long.

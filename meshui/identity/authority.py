@@ -8,12 +8,13 @@ reaches the control plane (the agent sends a CSR).
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshui.identity.spiffe import SpiffeId
@@ -27,6 +28,7 @@ MIN_RSA_BITS = 2048
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
 CaKey = ec.EllipticCurvePrivateKey
+LeafKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 class CsrRefused(ValueError):  # noqa: N818 - the control plane's answer to the agent is "refused"
@@ -192,9 +194,43 @@ def issue(
     requested = requested_uris(csr)
     if requested and requested != [str(identity)]:
         raise CsrRefused(f"the CSR asks for {', '.join(requested)}, but the credential grants {identity}")
+    return _sign_leaf(authority, csr.public_key(), identity, (), now=now, ttl=ttl)  # type: ignore[arg-type]
+
+
+def issue_server_certificate(
+    authority: Authority,
+    public_key: LeafKey,
+    identity: SpiffeId,
+    hosts: tuple[str, ...],
+    *,
+    now: dt.datetime,
+    ttl: dt.timedelta,
+) -> IssuedCertificate:
+    """The control plane's own certificate: its SPIFFE id plus the names agents dial it by.
+
+    Only the control plane gets DNS and IP names; a workload CSR asking for one is refused.
+    """
+    return _sign_leaf(authority, public_key, identity, hosts, now=now, ttl=ttl)
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _sign_leaf(
+    authority: Authority,
+    public_key: LeafKey,
+    identity: SpiffeId,
+    hosts: tuple[str, ...],
+    *,
+    now: dt.datetime,
+    ttl: dt.timedelta,
+) -> IssuedCertificate:
     not_after = min(now + ttl, authority.certificate.not_valid_after_utc)
     signer_key_id = authority.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    public_key = csr.public_key()
     key_usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -207,6 +243,7 @@ def issue(
         encipher_only=False,
         decipher_only=False,
     )
+    names = [x509.UniformResourceIdentifier(str(identity)), *(_host_name(host) for host in hosts)]
     certificate = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshui")]))
@@ -220,8 +257,8 @@ def issue(
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
-        # SPIFFE X.509-SVID: exactly one URI SAN, and the subject carries no identity, so the SAN is critical.
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(identity))]), critical=True)
+        # SPIFFE X.509-SVID: the subject carries no identity, so the SAN is critical.
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(signer_key_id), critical=False)
         .sign(authority.key, hashes.SHA256())
@@ -246,3 +283,15 @@ def verify_chain(leaf: x509.Certificate, intermediates: list[x509.Certificate], 
             return
         path.remove(parent)
         issuer = parent
+
+
+def verify_signature(public_key: object, signature: bytes, data: bytes) -> None:
+    """Check a proof of possession made by the key of ``public_key``; raises ``InvalidSignature``."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        public_key.verify(signature, data)
+    else:
+        raise InvalidSignature("unsupported key type")

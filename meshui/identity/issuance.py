@@ -6,13 +6,15 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from meshui.catalog.models import Namespace
-from meshui.identity.authority import CsrRefused, issue, load_csr, requested_uris
+from meshui.identity.authority import CsrRefused, issue, load_csr, requested_uris, verify_chain, verify_signature
 from meshui.identity.models import IssuedCertificate, JoinToken
 from meshui.identity.spiffe import SpiffeId
 from meshui.identity.store import CaSettings, CaStore
@@ -28,13 +30,18 @@ class JoinTokenCredential:
 
 
 @dataclass(frozen=True)
-class CertificateCredential:
-    """A renewal: the agent's current certificate, verified by the TLS layer, names its identity."""
+class RenewalCredential:
+    """A renewal: the agent's current certificate chain, and its current key's signature over the new CSR.
 
-    spiffe_id: SpiffeId
+    A captured renewal is worthless to replay: the certificate it yields is for the CSR's key,
+    which only the agent holds.
+    """
+
+    chain_pem: bytes
+    signature: bytes
 
 
-Credential = JoinTokenCredential | CertificateCredential
+Credential = JoinTokenCredential | RenewalCredential
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,29 @@ def _identity_for_token(token: JoinToken, requested: list[str]) -> SpiffeId:
     return identity
 
 
+def _identity_for_renewal(credential: RenewalCredential, csr_pem: bytes, now: dt.datetime) -> SpiffeId:
+    try:
+        leaf, *intermediates = x509.load_pem_x509_certificates(credential.chain_pem)
+        verify_chain(leaf, intermediates, ca_store().bundle(now))
+    except ValueError as exc:
+        raise CredentialRefusedError(f"the current certificate is not one of this mesh's: {exc}") from None
+    if not leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc:
+        raise CredentialRefusedError("the current certificate has expired: join again with a token")
+    try:
+        verify_signature(leaf.public_key(), credential.signature, csr_pem)
+    except InvalidSignature:
+        raise CredentialRefusedError("the proof of possession does not verify with the current certificate") from None
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        [uri] = san.get_values_for_type(x509.UniformResourceIdentifier)
+        identity = SpiffeId.parse(uri)
+    except (ValueError, x509.ExtensionNotFound):
+        raise CredentialRefusedError("the current certificate names no workload identity") from None
+    if identity.trust_domain != settings.MESH_TRUST_DOMAIN:
+        raise CredentialRefusedError("the current certificate is from another trust domain")
+    return identity
+
+
 def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: str = "") -> Issued:
     """Verify the credential, sign the CSR for the identity it grants, record the certificate.
 
@@ -100,9 +130,7 @@ def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: st
             raise CredentialRefusedError("the join token is unknown, expired or revoked")
         identity = _identity_for_token(token, requested)
     else:
-        identity = credential.spiffe_id
-        if identity.trust_domain != settings.MESH_TRUST_DOMAIN:
-            raise CredentialRefusedError("the presented certificate is from another trust domain")
+        identity = _identity_for_renewal(credential, csr_pem, now)
     namespace = Namespace.objects.filter(name=identity.namespace).first()
     if namespace is None:
         raise CredentialRefusedError(f"namespace {identity.namespace!r} does not exist")
@@ -117,7 +145,7 @@ def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: st
             service_account=identity.service_account,
             agent_id=agent_id,
             authority=authority.fingerprint,
-            credential="join_token" if token is not None else "certificate",
+            credential="join_token" if token is not None else "renewal",
             join_token=token,
             not_before=issued.certificate.not_valid_before_utc,
             not_after=issued.certificate.not_valid_after_utc,

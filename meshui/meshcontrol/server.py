@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from meshui.catalog.actions import do_expire_silent_agents
+from meshui.identity.control_identity import ControlPlaneIdentity
 from meshui.meshcontrol.servicer import MeshControlServicer
 from meshui.telemetry.forwarding import OtlpForwarder
 from meshui.telemetry.ingest import SpanIngest
@@ -46,6 +47,7 @@ class MeshControlServer:
         self.forwarder: OtlpForwarder | None = None
         self._forward_task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
+        self.identity: ControlPlaneIdentity | None = None
 
     async def start(self) -> int:
         # Created here, not in __init__: a grpc.aio server belongs to the loop it is created on.
@@ -67,7 +69,12 @@ class MeshControlServer:
         )
         self.metrics = MetricsReceiver(self.metrics_writer, self.forwarder)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)  # type: ignore[no-untyped-call]
-        self.port = self._server.add_insecure_port(self.bind)
+        if settings.MESH_GRPC_TLS:
+            ttl = timedelta(hours=settings.MESH_CERT_TTL_HOURS)
+            self.identity = await asyncio.to_thread(ControlPlaneIdentity, settings.MESH_GRPC_TLS_HOSTS, ttl)
+            self.port = self._server.add_secure_port(self.bind, self.identity.server_credentials())
+        else:
+            self.port = self._server.add_insecure_port(self.bind)
         if self.port == 0:
             raise OSError(f"cannot bind the mesh control gRPC server to {self.bind}")
         await self._server.start()
@@ -76,7 +83,12 @@ class MeshControlServer:
         self._metrics_task = asyncio.create_task(self.metrics_writer.run(), name="metrics-writer")
         if self.forwarder is not None:
             self._forward_task = asyncio.create_task(self.forwarder.run(), name="otlp-forwarder")
-        logger.info("mesh control gRPC listening on %s (port %s)", self.bind, self.port)
+        logger.info(
+            "mesh control gRPC listening on %s (port %s, %s)",
+            self.bind,
+            self.port,
+            "TLS" if self.identity else "plaintext",
+        )
         return self.port
 
     async def _sweep_forever(self) -> None:

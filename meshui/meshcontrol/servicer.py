@@ -11,6 +11,14 @@ from django.conf import settings
 
 from meshui.catalog.actions import do_deregister_agent, do_record_heartbeat, do_register_agent
 from meshui.catalog.registration import InvalidRegistration, Registration
+from meshui.identity.authority import CsrRefused
+from meshui.identity.issuance import (
+    Credential,
+    CredentialRefusedError,
+    JoinTokenCredential,
+    RenewalCredential,
+    do_issue_certificate,
+)
 from meshui.rollout.models import MeshVersion
 from meshui.rollout.snapshots import build_agent_snapshot
 from proxyagent.protocol.v1 import control_pb2, control_pb2_grpc, snapshot_pb2
@@ -74,3 +82,42 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
         if not await database_sync_to_async(do_deregister_agent)(request.agent_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown agent {request.agent_id!r}")
         return control_pb2.DeregisterResponse()
+
+    async def IssueCertificate(  # noqa: N802
+        self, request: control_pb2.IssueCertificateRequest, context: Context
+    ) -> control_pb2.IssueCertificateResponse:
+        credential = _credential(request)
+        if request.kubernetes_token and credential is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "Kubernetes service-account tokens are accepted in cluster mode only"
+            )
+        if credential is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "prove the identity: a join token, a Kubernetes service-account token, or the current certificate",
+            )
+        try:
+            issued = await database_sync_to_async(do_issue_certificate)(
+                bytes(request.csr_pem), credential, agent_id=request.agent_id
+            )
+        except CsrRefused as exc:
+            logger.warning("CSR from %r refused: %s", request.agent_id, exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except CredentialRefusedError as exc:
+            logger.warning("certificate for %r refused: %s", request.agent_id, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        logger.info("issued %s to agent %r until %s", issued.spiffe_id, request.agent_id, issued.not_after)
+        return control_pb2.IssueCertificateResponse(
+            certificate_chain_pem=issued.chain_pem,
+            trust_bundle_pem=issued.bundle_pem,
+            spiffe_id=str(issued.spiffe_id),
+            not_after_unix=int(issued.not_after.timestamp()),
+        )
+
+
+def _credential(request: control_pb2.IssueCertificateRequest) -> Credential | None:
+    if request.join_token:
+        return JoinTokenCredential(request.join_token)
+    if request.current_certificate_chain_pem:
+        return RenewalCredential(bytes(request.current_certificate_chain_pem), bytes(request.proof_of_possession))
+    return None

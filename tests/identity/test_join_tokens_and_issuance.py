@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -16,11 +18,11 @@ from rest_framework.test import APIClient
 
 from meshui.audit.models import AuditAction, AuditEvent
 from meshui.catalog.models import Namespace
-from meshui.identity.authority import CsrRefused, verify_chain
+from meshui.identity.authority import CsrRefused, issue, load_csr, new_root, verify_chain
 from meshui.identity.issuance import (
-    CertificateCredential,
     CredentialRefusedError,
     JoinTokenCredential,
+    RenewalCredential,
     do_issue_certificate,
 )
 from meshui.identity.models import IssuedCertificate, JoinToken
@@ -88,14 +90,43 @@ def test_expired_revoked_and_forged_tokens_are_refused(alpha: Namespace) -> None
     do_issue_certificate(pem, JoinTokenCredential(good))
 
 
+def prove(key: Any, data: bytes) -> bytes:
+    signature: bytes = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return signature
+
+
 def test_renewal_keeps_the_identity_of_the_current_certificate(alpha: Namespace) -> None:
-    pem, _ = csr_for([])
-    issued = do_issue_certificate(pem, CertificateCredential(SpiffeId.parse(REVIEWS)), agent_id="reviews-1")
-    assert str(issued.spiffe_id) == REVIEWS
-    other, _ = csr_for(["spiffe://cluster.local/ns/alpha/sa/admin"])
+    first_csr, first_key = csr_for([])
+    current = do_issue_certificate(first_csr, JoinTokenCredential(token(alpha, "reviews")), agent_id="reviews-1")
+    renewal_csr, _ = csr_for([])
+    renewed = do_issue_certificate(
+        renewal_csr, RenewalCredential(current.chain_pem, prove(first_key, renewal_csr)), agent_id="reviews-1"
+    )
+    assert str(renewed.spiffe_id) == REVIEWS
+    assert IssuedCertificate.objects.values_list("credential", flat=True).first() == "renewal"
+    # A renewal cannot widen the identity, nor be made by anyone without the current key.
+    wider, _ = csr_for(["spiffe://cluster.local/ns/alpha/sa/admin"])
     with pytest.raises(CsrRefused, match="grants"):
-        do_issue_certificate(other, CertificateCredential(SpiffeId.parse(REVIEWS)))
-    assert IssuedCertificate.objects.get().credential == "certificate"
+        do_issue_certificate(wider, RenewalCredential(current.chain_pem, prove(first_key, wider)))
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(CredentialRefusedError, match="proof of possession"):
+        do_issue_certificate(renewal_csr, RenewalCredential(current.chain_pem, prove(stranger, renewal_csr)))
+
+
+def test_renewal_with_a_foreign_or_expired_certificate_is_refused(
+    alpha: Namespace, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    foreign_root = new_root("cluster.local", timezone.now())
+    csr, key = csr_for([])
+    foreign = issue(foreign_root, load_csr(csr), SpiffeId.parse(REVIEWS), now=timezone.now(), ttl=dt.timedelta(hours=1))
+    with pytest.raises(CredentialRefusedError, match="not one of this mesh's"):
+        do_issue_certificate(csr, RenewalCredential(foreign.chain_pem, prove(key, csr)))
+    settings.MESH_CERT_TTL_HOURS = 1
+    current = do_issue_certificate(csr, JoinTokenCredential(token(alpha, "reviews")))
+    later = timezone.now() + dt.timedelta(hours=2)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    with pytest.raises(CredentialRefusedError, match="expired"):
+        do_issue_certificate(csr, RenewalCredential(current.chain_pem, prove(key, csr)))
 
 
 def test_the_command_creates_prints_lists_and_revokes(alpha: Namespace) -> None:

@@ -234,3 +234,71 @@ class DeregisterResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeregisterResponse: _TypeAlias = DeregisterResponse  # noqa: Y015
+
+@_typing.final
+class IssueCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    CSR_PEM_FIELD_NUMBER: _builtins.int
+    JOIN_TOKEN_FIELD_NUMBER: _builtins.int
+    KUBERNETES_TOKEN_FIELD_NUMBER: _builtins.int
+    CURRENT_CERTIFICATE_CHAIN_PEM_FIELD_NUMBER: _builtins.int
+    PROOF_OF_POSSESSION_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    csr_pem: _builtins.bytes
+    """PKCS#10, PEM; it may name the SPIFFE id wanted (a URI SAN), never one the credential does not grant."""
+    join_token: _builtins.str
+    kubernetes_token: _builtins.str
+    current_certificate_chain_pem: _builtins.bytes
+    """Renewal: the current certificate chain (leaf first) and the current key's signature over
+    csr_pem (ECDSA with SHA-256, RSA PKCS#1 v1.5 with SHA-256, or Ed25519).
+    """
+    proof_of_possession: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        csr_pem: _builtins.bytes = ...,
+        join_token: _builtins.str = ...,
+        kubernetes_token: _builtins.str = ...,
+        current_certificate_chain_pem: _builtins.bytes = ...,
+        proof_of_possession: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "csr_pem", b"csr_pem", "current_certificate_chain_pem", b"current_certificate_chain_pem", "join_token", b"join_token", "kubernetes_token", b"kubernetes_token", "proof_of_possession", b"proof_of_possession"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCertificateRequest: _TypeAlias = IssueCertificateRequest  # noqa: Y015
+
+@_typing.final
+class IssueCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_CHAIN_PEM_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_PEM_FIELD_NUMBER: _builtins.int
+    SPIFFE_ID_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_UNIX_FIELD_NUMBER: _builtins.int
+    certificate_chain_pem: _builtins.bytes
+    """The workload certificate first, then any intermediates: what the agent presents in TLS."""
+    trust_bundle_pem: _builtins.bytes
+    """Every root the mesh trusts now (more than one during a CA rotation)."""
+    spiffe_id: _builtins.str
+    not_after_unix: _builtins.int
+    def __init__(
+        self,
+        *,
+        certificate_chain_pem: _builtins.bytes = ...,
+        trust_bundle_pem: _builtins.bytes = ...,
+        spiffe_id: _builtins.str = ...,
+        not_after_unix: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_chain_pem", b"certificate_chain_pem", "not_after_unix", b"not_after_unix", "spiffe_id", b"spiffe_id", "trust_bundle_pem", b"trust_bundle_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCertificateResponse: _TypeAlias = IssueCertificateResponse  # noqa: Y015

@@ -49,6 +49,11 @@ class MeshControlStub:
                 request_serializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterRequest.SerializeToString,
                 response_deserializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterResponse.FromString,
                 _registered_method=True)
+        self.IssueCertificate = channel.unary_unary(
+                '/mesh.v1.MeshControl/IssueCertificate',
+                request_serializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateRequest.SerializeToString,
+                response_deserializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class MeshControlServicer:
@@ -75,6 +80,16 @@ class MeshControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCertificate(self, request, context):
+        """Exchange a CSR for a workload certificate and the trust bundle. The agent proves who it is
+        with a join token (local mode) or its Kubernetes service-account token (cluster mode); to
+        renew, with its current certificate and a signature by its current key. Private keys never
+        leave the agent: only the CSR travels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +107,11 @@ def add_MeshControlServicer_to_server(servicer, server):
                     servicer.Deregister,
                     request_deserializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterRequest.FromString,
                     response_serializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterResponse.SerializeToString,
+            ),
+            'IssueCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCertificate,
+                    request_deserializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateRequest.FromString,
+                    response_serializer=proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +195,33 @@ class MeshControl:
             '/mesh.v1.MeshControl/Deregister',
             proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterRequest.SerializeToString,
             proxyagent_dot_protocol_dot_v1_dot_control__pb2.DeregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.MeshControl/IssueCertificate',
+            proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateRequest.SerializeToString,
+            proxyagent_dot_protocol_dot_v1_dot_control__pb2.IssueCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

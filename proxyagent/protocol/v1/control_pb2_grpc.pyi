@@ -37,6 +37,12 @@ class MeshControlStub:
     """Periodic liveness report; the reply carries a new snapshot when the agent is behind."""
     Deregister: _grpc.UnaryUnaryMultiCallable[_control_pb2.DeregisterRequest, _control_pb2.DeregisterResponse]
     """The agent is shutting down: remove its instance from every endpoint set now."""
+    IssueCertificate: _grpc.UnaryUnaryMultiCallable[_control_pb2.IssueCertificateRequest, _control_pb2.IssueCertificateResponse]
+    """Exchange a CSR for a workload certificate and the trust bundle. The agent proves who it is
+    with a join token (local mode) or its Kubernetes service-account token (cluster mode); to
+    renew, with its current certificate and a signature by its current key. Private keys never
+    leave the agent: only the CSR travels.
+    """
 
 @_typing.type_check_only
 class MeshControlAsyncStub(MeshControlStub):
@@ -47,6 +53,12 @@ class MeshControlAsyncStub(MeshControlStub):
     """Periodic liveness report; the reply carries a new snapshot when the agent is behind."""
     Deregister: _aio.UnaryUnaryMultiCallable[_control_pb2.DeregisterRequest, _control_pb2.DeregisterResponse]  # type: ignore[assignment]
     """The agent is shutting down: remove its instance from every endpoint set now."""
+    IssueCertificate: _aio.UnaryUnaryMultiCallable[_control_pb2.IssueCertificateRequest, _control_pb2.IssueCertificateResponse]  # type: ignore[assignment]
+    """Exchange a CSR for a workload certificate and the trust bundle. The agent proves who it is
+    with a join token (local mode) or its Kubernetes service-account token (cluster mode); to
+    renew, with its current certificate and a signature by its current key. Private keys never
+    leave the agent: only the CSR travels.
+    """
 
 class MeshControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -72,5 +84,17 @@ class MeshControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.DeregisterResponse, _abc.Awaitable[_control_pb2.DeregisterResponse]]:
         """The agent is shutting down: remove its instance from every endpoint set now."""
+
+    @_abc_1.abstractmethod
+    def IssueCertificate(
+        self,
+        request: _control_pb2.IssueCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.IssueCertificateResponse, _abc.Awaitable[_control_pb2.IssueCertificateResponse]]:
+        """Exchange a CSR for a workload certificate and the trust bundle. The agent proves who it is
+        with a join token (local mode) or its Kubernetes service-account token (cluster mode); to
+        renew, with its current certificate and a signature by its current key. Private keys never
+        leave the agent: only the CSR travels.
+        """
 
 def add_MeshControlServicer_to_server(servicer: MeshControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

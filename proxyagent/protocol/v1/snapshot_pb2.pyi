@@ -662,9 +662,12 @@ class Snapshot(_message.Message):
     DESTINATIONS_FIELD_NUMBER: _builtins.int
     INBOUND_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_PEM_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     policy_version: _builtins.int
     """The approved policy version (ConfigVersion) this snapshot carries; 0 before any was applied."""
+    trust_bundle_pem: _builtins.bytes
+    """Every root the mesh trusts (PEM): a CA rotation reaches agents with a push. Empty: unchanged."""
     @_builtins.property
     def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Destination]: ...
     @_builtins.property
@@ -676,10 +679,11 @@ class Snapshot(_message.Message):
         destinations: _abc.Iterable[Global___Destination] | None = ...,
         inbound: Global___InboundPolicy | None = ...,
         policy_version: _builtins.int = ...,
+        trust_bundle_pem: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inbound", b"inbound"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations", "inbound", b"inbound", "policy_version", b"policy_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations", "inbound", b"inbound", "policy_version", b"policy_version", "trust_bundle_pem", b"trust_bundle_pem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
