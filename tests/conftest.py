@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +40,15 @@ def _close_connections_of_the_sync_thread() -> Iterator[None]:
 def _fast_password_hashing(settings: Any) -> None:
     # The production hasher is slow on purpose; the tests create hundreds of users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def ca_dir(settings: Any, tmp_path: Path) -> Path:
+    """Each test's own CA directory (created only when something needs the CA), never the data dir's."""
+    settings.MESH_CA_DIR = str(tmp_path / "ca")
+    settings.MESH_CA_CERT_FILE = settings.MESH_CA_KEY_FILE = settings.MESH_CA_BUNDLE_FILE = ""
+    settings.MESH_CA_INTERMEDIATE = False
+    return tmp_path / "ca"
 
 
 @pytest.fixture

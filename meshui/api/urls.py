@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
-from meshui.identity.views import IssuedCertificateViewSet, JoinTokenViewSet
+from meshui.identity.views import CertificateAuthorityView, IssuedCertificateViewSet, JoinTokenViewSet
 from meshui.policy.views import (
     ApprovalRuleViewSet,
     AuthorizationDefaultViewSet,
@@ -43,6 +43,7 @@ router.register("certificates", IssuedCertificateViewSet, basename="certificate"
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("graph/", GraphView.as_view(), name="graph"),
+    path("ca/", CertificateAuthorityView.as_view(), name="ca"),
     path("services/<int:pk>/metrics/", ServiceMetricsView.as_view(), name="service-metrics"),
     path("edges/<str:source>/<str:destination>/traces/", EdgeTracesView.as_view(), name="edge-traces"),
     path("", include(router.urls)),

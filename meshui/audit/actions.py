@@ -62,3 +62,17 @@ def do_record_refusal(
     return AuditEvent.objects.create(
         action=action, detail=detail[:500], **_namespace_fields(namespace_id), **_request_fields(request)
     )
+
+
+def do_record_operation(
+    request: Request | None, action: AuditAction, object_type: str, object_id: str, detail: str
+) -> AuditEvent:
+    """Record an operation on something that is not a database row (the CA's roots, say)."""
+    return AuditEvent.objects.create(
+        action=action,
+        object_type=object_type,
+        object_id=object_id[:64],
+        object_repr=object_id[:200],
+        detail=detail[:500],
+        **_request_fields(request),
+    )

@@ -27,6 +27,9 @@ class AuditAction(models.TextChoices):
     EXPIRE = "expire"
     APPLY = "apply"
     EMERGENCY_APPLY = "emergency_apply"
+    # The mesh's certificate authority.
+    ROTATE = "rotate"
+    RETIRE = "retire"
 
 
 def digest(data: Any) -> str:

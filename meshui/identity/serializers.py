@@ -93,3 +93,13 @@ class IssuedCertificateSerializer(serializers.ModelSerializer[IssuedCertificate]
             "issued_at",
         ]
         read_only_fields = fields
+
+
+class CaOperationSerializer(serializers.Serializer[Any]):
+    operation = serializers.ChoiceField(choices=["rotate", "retire"])
+    id = StrictCharField(required=False, max_length=64, help_text="The root to retire.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["operation"] == "retire" and not attrs.get("id"):
+            raise serializers.ValidationError({"id": ["Name the root to retire."]})
+        return attrs

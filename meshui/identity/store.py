@@ -150,18 +150,27 @@ class CaStore:
         return Authority(signing, key, tuple(cert for cert in (signing, *chain) if cert != root), root)
 
     def bundle(self, now: dt.datetime) -> list[x509.Certificate]:
-        """Every root agents must trust now: the active one and those not yet retired."""
+        """Every root agents must trust now: the active one first, then those not yet retired.
+
+        Agents re-issue when their certificate does not chain to the first root: that is how a
+        rotation reaches them.
+        """
+        return [root for _, root in self.bundle_entries(now)]
+
+    def bundle_entries(self, now: dt.datetime) -> list[tuple[str | None, x509.Certificate]]:
+        """``bundle`` with each root's authority id (``None`` for roots from a mounted Secret)."""
         if self.read_only:
             roots = [self._from_secret().root]
             if self.settings.bundle_file is not None:
-                roots += [
-                    c for c in x509.load_pem_x509_certificates(self.settings.bundle_file.read_bytes()) if c not in roots
-                ]
-            return roots
+                extra = x509.load_pem_x509_certificates(self.settings.bundle_file.read_bytes())
+                roots += [certificate for certificate in extra if certificate not in roots]
+            return [(None, root) for root in roots]
         self.signer(now)
+        active = self._active_id()
+        folders = sorted(self._authorities.iterdir(), key=lambda folder: (folder.name != active, folder.name))
         return [
-            x509.load_pem_x509_certificate((folder / "root.crt").read_bytes())
-            for folder in sorted(self._authorities.iterdir())
+            (folder.name, x509.load_pem_x509_certificate((folder / "root.crt").read_bytes()))
+            for folder in folders
             if (folder / "root.crt").exists()
         ]
 

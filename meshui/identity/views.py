@@ -8,15 +8,23 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from meshui.accounts.models import namespace_access
 from meshui.accounts.roles import Capability
 from meshui.accounts.scoping import restrict_to_namespaces
+from meshui.api.errors import Conflict, NamespacePermissionDenied
 from meshui.api.permissions import NamespaceRolePermission
 from meshui.api.viewsets import NamespacedModelViewSet
 from meshui.audit.actions import do_record_change
 from meshui.audit.models import AuditAction
+from meshui.identity.actions import ca_status, do_retire_root, do_rotate_ca
 from meshui.identity.models import IssuedCertificate, JoinToken
-from meshui.identity.serializers import IssuedCertificateSerializer, JoinTokenSerializer
+from meshui.identity.serializers import CaOperationSerializer, IssuedCertificateSerializer, JoinTokenSerializer
+from meshui.identity.store import CaConfigurationError
 
 
 class JoinTokenViewSet(NamespacedModelViewSet):
@@ -64,3 +72,27 @@ class IssuedCertificateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Is
     def get_queryset(self) -> QuerySet[IssuedCertificate]:
         certificates = IssuedCertificate.objects.select_related("namespace")
         return restrict_to_namespaces(certificates, self.request.user, self.read_capability)
+
+
+class CertificateAuthorityView(APIView):
+    """The roots agents trust (public material only). Global admins rotate the CA and retire old roots."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response(ca_status())
+
+    def post(self, request: Request) -> Response:
+        if not namespace_access(request.user).can(Capability.MANAGE, None):
+            raise NamespacePermissionDenied("Rotating the CA needs the 'manage' permission in all namespaces.", None)
+        serializer = CaOperationSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            if data["operation"] == "rotate":
+                do_rotate_ca(request)
+            else:
+                do_retire_root(request, data["id"])
+        except CaConfigurationError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(ca_status())

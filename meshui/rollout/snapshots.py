@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 
+from django.utils import timezone
+
 from meshui.catalog.models import Agent, HealthStatus, Instance, LoadBalancer, Service
+from meshui.identity.issuance import bundle_pem, ca_store
 from meshui.policy.compile import LOAD_BALANCERS, apply_traffic_policy, inbound_policy
 from meshui.policy.models import ConfigVersion, Policy, PolicyKind
 from proxyagent.protocol.v1 import snapshot_pb2
@@ -63,6 +66,7 @@ def _snapshots(
 ) -> dict[tuple[int | None, str], snapshot_pb2.Snapshot]:
     destinations = _destinations()
     policy_version = ConfigVersion.latest_number()
+    trust_bundle = bundle_pem(ca_store(), timezone.now())
     by_namespace: dict[int, list[Policy]] = defaultdict(list)
     namespaces = {namespace_id for namespace_id, _ in groups if namespace_id is not None}
     inbound_kinds = [PolicyKind.AUTHORIZATION, PolicyKind.AUTHORIZATION_DEFAULT, PolicyKind.PEER_AUTHENTICATION]
@@ -76,6 +80,7 @@ def _snapshots(
             destinations=destinations,
             inbound=inbound_policy(by_namespace.get(namespace_id, []) if namespace_id is not None else [], service),
             policy_version=policy_version,
+            trust_bundle_pem=trust_bundle,
         )
         for namespace_id, service in groups
     }
