@@ -108,6 +108,10 @@ def _write_items(change: ChangeRequest, checked: Sequence[CheckedItem]) -> None:
     change.digest = change.compute_digest()
 
 
+def require_propose(request: Request, namespace: Namespace) -> None:
+    _require(request, Capability.PROPOSE, namespace.pk, "propose a change")
+
+
 def do_open_change(
     request: Request,
     namespace: Namespace,

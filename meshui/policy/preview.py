@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Min, Sum
 from django.utils import timezone
 
 from meshui.catalog.models import Workload
@@ -36,7 +36,10 @@ def change_preview(change: ChangeRequest) -> dict[str, Any]:
     namespace = change.namespace.name
     start, end, resolution = window_bounds(timezone.now(), WINDOW_SECONDS)
     buckets = graph_buckets(start, end, resolution)
-    seconds = float(WINDOW_SECONDS)
+    # Rates over the time actually observed: a mesh watched for ten minutes has ten minutes of traffic,
+    # and dividing it by an hour would understate every rate sixfold.
+    first = buckets.aggregate(first=Min("start"))["first"]
+    seconds = float(max(resolution, (end - first).total_seconds())) if first is not None else float(WINDOW_SECONDS)
     live = list(Policy.objects.filter(namespace=change.namespace))
     proposed = _after(live, change)
     traffic_items = [
@@ -44,6 +47,7 @@ def change_preview(change: ChangeRequest) -> dict[str, Any]:
     ]
     preview: dict[str, Any] = {
         "window_seconds": WINDOW_SECONDS,
+        "observed_seconds": seconds,
         "window_end": end,
         "authorization": [],
         "splits": [],

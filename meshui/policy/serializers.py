@@ -193,3 +193,17 @@ class ApprovalRuleSerializer(serializers.ModelSerializer[ApprovalRule]):
         model = ApprovalRule
         fields = ["id", "namespace", "required_approvals", "updated_at"]
         read_only_fields = ["id", "updated_at"]
+
+
+class WarningSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ItemCheckSerializer(serializers.Serializer[Any]):
+    warnings = WarningSerializer(many=True)
+
+
+class ValidationResultSerializer(serializers.Serializer[Any]):
+    items = ItemCheckSerializer(many=True)

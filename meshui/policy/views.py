@@ -38,6 +38,7 @@ from meshui.policy.serializers import (
     PolicySerializer,
     RejectSerializer,
     RollbackSerializer,
+    ValidationResultSerializer,
 )
 
 _CHANGE_THROUGH = "Live policy changes only through a change request: POST /api/v1/change-requests/."
@@ -158,6 +159,25 @@ class ChangeRequestViewSet(
         )
         return self._respond(changed)
 
+    @extend_schema(request=ChangeRequestSerializer, responses=ValidationResultSerializer)
+    @action(detail=False, methods=["post"])
+    def validate(self, request: Request) -> Response:
+        """Check a change request's items as creating it would, without saving anything: 400 with the
+        field errors, or 200 with each item's warnings."""
+        serializer = ChangeRequestSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        namespace = serializer.validated_data["namespace"]
+        changes.require_propose(request, namespace)
+        checked = changes.check_items(namespace, serializer.proposed_items())
+        return Response(
+            {
+                "items": [
+                    {"warnings": [{"code": w.code, "field": w.field, "message": w.message} for w in item.warnings]}
+                    for item in checked
+                ]
+            }
+        )
+
     @extend_schema(request=None, responses=ChangeRequestSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, pk: str | None = None) -> Response:
@@ -218,10 +238,12 @@ class ChangeRequestViewSet(
 
 class ConfigVersionFilter(filters.FilterSet):
     namespace = filters.CharFilter(field_name="namespace__name")
+    since = filters.IsoDateTimeFilter(field_name="applied_at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="applied_at", lookup_expr="lt")
 
     class Meta:
         model = ConfigVersion
-        fields = ["namespace"]
+        fields = ["namespace", "since", "until"]
 
 
 class ConfigVersionViewSet(viewsets.ReadOnlyModelViewSet[ConfigVersion]):

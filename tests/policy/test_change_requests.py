@@ -345,3 +345,30 @@ def test_the_beat_task_expires_overdue_changes(cast: dict[str, Any], reviews: Se
     assert expire_change_requests() == 1
     states = dict(ChangeRequest.objects.values_list("pk", "state"))
     assert states == {overdue["id"]: "expired", fresh["id"]: "pending"}
+
+
+def test_validate_checks_items_without_saving(cast: dict[str, Any], reviews: Service) -> None:
+    body = {
+        "namespace": "alpha",
+        "title": "dry run",
+        "items": [traffic_item({"retries": {"attempts": 2, "retry_on": ["5xx"], "non_idempotent": True}})],
+    }
+    checked = cast["editor"].post("/api/v1/change-requests/validate/", body, format="json")
+    assert checked.status_code == 200, checked.content
+    assert [w["code"] for w in checked.json()["items"][0]["warnings"]] == ["TP004"]
+    body["items"] = [traffic_item({"split": [{"version": "v1", "weight": 5}]})]
+    refused = cast["editor"].post("/api/v1/change-requests/validate/", body, format="json")
+    assert refused.status_code == 400
+    assert "sum to 5" in refused.json()["items"][0]["spec"]["split"][0]
+    assert cast["viewer"].post("/api/v1/change-requests/validate/", body, format="json").status_code == 403
+    assert not ChangeRequest.objects.exists()
+
+
+def test_config_versions_filter_by_time(cast: dict[str, Any], reviews: Service) -> None:
+    applied_change(cast, [traffic_item({"timeout_ms": 1000})])
+    now = timezone.now()
+    later = (now + timedelta(minutes=1)).isoformat()
+    earlier = (now - timedelta(minutes=1)).isoformat()
+    assert len(cast["viewer"].get("/api/v1/config-versions/", {"since": earlier}).json()["results"]) == 1
+    assert cast["viewer"].get("/api/v1/config-versions/", {"since": later}).json()["results"] == []
+    assert cast["viewer"].get("/api/v1/config-versions/", {"until": earlier}).json()["results"] == []

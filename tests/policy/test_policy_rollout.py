@@ -188,26 +188,31 @@ def test_preview_shows_the_split_shift_and_the_callers_a_deny_would_cut_off(
         ],
     )
     preview = cast["approver"].get(f"/api/v1/change-requests/{change['id']}/preview/").json()
+    # The buckets are ten minutes old: rates are over the time observed since, not over the whole hour.
+    seconds = preview["observed_seconds"]
+    assert 600 <= seconds <= 620
     assert preview["authorization"] == [
         {
             "source": "batch-v1.beta",
             "source_principal": "spiffe://cluster.local/ns/beta/sa/default",
             "destination": "reviews.alpha",
-            "rps": 0.2,
+            "rps": round(720 / seconds, 3),
             "before": "allowed",
             "after": "denied",
         }
     ]
     [split] = preview["splits"]
     assert split["service"] == "reviews.alpha"
-    assert split["rps"] == 1.0
+    assert split["rps"] == round(3600 / seconds, 3)
     shares = {
         row["version"]: (row["current_share"], row["proposed_share"], row["rps_shift"]) for row in split["versions"]
     }
-    assert shares == {"v1": (1.0, 0.9, -0.1), "v2": (0.0, 0.1, 0.1)}
+    shift = round(0.1 * 3600 / seconds, 3)
+    assert shares == {"v1": (1.0, 0.9, -shift), "v2": (0.0, 0.1, shift)}
     [breaker] = preview["breakers"]
-    # 1 rps at 1 % errors with ejection after one 5xx: about 0.1 ejections per 10 s interval.
+    # 6 rps at 1 % errors with ejection after one 5xx: about 0.6 ejections per 10 s interval, so
+    # not likely ejected in a given interval.
     assert breaker["workload"] == "reviews-v1"
     assert breaker["error_rate"] == 0.01
-    assert breaker["expected_ejections_per_interval"] == pytest.approx(0.099, abs=0.001)
+    assert breaker["expected_ejections_per_interval"] == pytest.approx(3600 / seconds * 10 * 0.99 * 0.01, abs=0.001)
     assert breaker["likely_ejected"] is False
