@@ -136,7 +136,7 @@ class Agent:
         outbound_pool, inbound_pool = ConnectionPool(), ConnectionPool()
         self._pools = [outbound_pool, inbound_pool]
         self.outbound = HttpProxy(
-            OutboundRouter(self.identity, self.store, self.balancer, cfg.request_timeout_s),
+            OutboundRouter(self.identity, self.store, self.balancer, cfg.request_timeout_s, self.metrics),
             outbound_pool,
             self.metrics,
             settings,

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 from collections.abc import Callable
 
+from proxyagent.inbound_policy import InboundPolicyError, inbound_policy_from_proto
 from proxyagent.protocol.v1 import snapshot_pb2
-from proxyagent.routing import EMPTY_TABLE, Destination, Endpoint, LoadBalancerKind, RoutingTable
+from proxyagent.routing import (
+    DEFAULT_RETRY_BUDGET,
+    EMPTY_TABLE,
+    CircuitBreaker,
+    Destination,
+    Endpoint,
+    FaultInjection,
+    LoadBalancerKind,
+    OutlierDetection,
+    RetryBudget,
+    RetryPolicy,
+    RoutingTable,
+    SplitEntry,
+    TrafficPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +35,27 @@ _HOSTNAME = re.compile(
 _LOAD_BALANCERS = {
     snapshot_pb2.LOAD_BALANCER_ROUND_ROBIN: LoadBalancerKind.ROUND_ROBIN,
     snapshot_pb2.LOAD_BALANCER_LEAST_REQUEST: LoadBalancerKind.LEAST_REQUEST,
+    snapshot_pb2.LOAD_BALANCER_RANDOM: LoadBalancerKind.RANDOM,
+    snapshot_pb2.LOAD_BALANCER_CONSISTENT_HASH: LoadBalancerKind.CONSISTENT_HASH,
 }
 _MAX_ENDPOINTS = 10_000
+# RFC 9110 5.6.2 token, lowercase only: the agent matches header names as they are sent to it, lowercased.
+_LOWERCASE_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]*$")
+# Wider than the control plane's own limits (10 min timeouts, 1 h intervals), never narrower: an agent must
+# not refuse what a valid policy compiles to.
+_MAX_TIMEOUT_MS = 3_600_000
+_MAX_INTERVAL_MS = 3_600_000
+_MAX_ATTEMPTS = 10
+_MAX_REPLAY_BODY_BYTES = 16 * 1024 * 1024
+_MAX_MIN_RETRIES_PER_SECOND = 100_000
+_MAX_CONSECUTIVE = 100_000
+_MAX_SPLIT_ENTRIES = 100
+_MAX_VERSION_LENGTH = 63
+_MAX_POLICY_NAME_LENGTH = 253
+# Envoy's outlier-detection defaults, for a snapshot that leaves an interval at 0.
+_DEFAULT_OUTLIER_INTERVAL_MS = 10_000
+_DEFAULT_BASE_EJECTION_MS = 30_000
 
 
 class SnapshotRejected(ValueError):  # noqa: N818 - the agent's answer is literally "rejected"
@@ -49,6 +84,153 @@ def _endpoint(where: str, proto: snapshot_pb2.Endpoint) -> Endpoint:
     )
 
 
+def _percent(where: str, value: float) -> float:
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise SnapshotRejected(f"{where}: {value} is not a percentage (0-100)")
+    return value
+
+
+def _at_most(where: str, value: int, limit: int) -> int:
+    if value > limit:
+        raise SnapshotRejected(f"{where}: {value} is more than {limit}")
+    return value
+
+
+def _retries(where: str, proto: snapshot_pb2.RetryPolicy, request_timeout_ms: int) -> RetryPolicy:
+    attempts = _at_most(f"{where}.attempts", proto.attempts, _MAX_ATTEMPTS)
+    per_try = _at_most(f"{where}.per_try_timeout_ms", proto.per_try_timeout_ms, _MAX_TIMEOUT_MS)
+    if per_try and request_timeout_ms and per_try > request_timeout_ms:
+        raise SnapshotRejected(
+            f"{where}.per_try_timeout_ms: {per_try} ms is longer than the request timeout ({request_timeout_ms} ms)"
+        )
+    if attempts and not (proto.on_5xx or proto.on_connect_failure or proto.on_reset):
+        raise SnapshotRejected(f"{where}: {attempts} attempts but nothing to retry on (5xx, connect failure, reset)")
+    return RetryPolicy(
+        attempts=attempts,
+        per_try_timeout_s=per_try / 1000 if per_try else None,
+        on_5xx=proto.on_5xx,
+        on_connect_failure=proto.on_connect_failure,
+        on_reset=proto.on_reset,
+        non_idempotent=proto.non_idempotent,
+        max_replay_body_bytes=_at_most(
+            f"{where}.max_replay_body_bytes", proto.max_replay_body_bytes, _MAX_REPLAY_BODY_BYTES
+        ),
+    )
+
+
+def _retry_budget(where: str, proto: snapshot_pb2.RetryBudget) -> RetryBudget:
+    return RetryBudget(
+        percent=_percent(f"{where}.percent", proto.percent),
+        min_per_second=_at_most(f"{where}.min_per_second", proto.min_per_second, _MAX_MIN_RETRIES_PER_SECOND),
+    )
+
+
+def _outlier_detection(where: str, proto: snapshot_pb2.OutlierDetection) -> OutlierDetection:
+    interval_ms = _at_most(f"{where}.interval_ms", proto.interval_ms, _MAX_INTERVAL_MS)
+    base_ms = _at_most(f"{where}.base_ejection_ms", proto.base_ejection_ms, _MAX_INTERVAL_MS)
+    return OutlierDetection(
+        consecutive_5xx=_at_most(f"{where}.consecutive_5xx", proto.consecutive_5xx, _MAX_CONSECUTIVE),
+        consecutive_gateway_errors=_at_most(
+            f"{where}.consecutive_gateway_errors", proto.consecutive_gateway_errors, _MAX_CONSECUTIVE
+        ),
+        interval_s=(interval_ms or _DEFAULT_OUTLIER_INTERVAL_MS) / 1000,
+        base_ejection_s=(base_ms or _DEFAULT_BASE_EJECTION_MS) / 1000,
+        max_ejection_percent=int(_percent(f"{where}.max_ejection_percent", proto.max_ejection_percent)),
+    )
+
+
+def _split(where: str, entries: list[snapshot_pb2.SplitEntry]) -> tuple[SplitEntry, ...]:
+    if not entries:
+        return ()
+    if len(entries) > _MAX_SPLIT_ENTRIES:
+        raise SnapshotRejected(f"{where}: more than {_MAX_SPLIT_ENTRIES} entries")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        at = f"{where}[{index}]"
+        if not entry.version or len(entry.version) > _MAX_VERSION_LENGTH or not _PRINTABLE.match(entry.version):
+            raise SnapshotRejected(f"{at}.version: {entry.version!r} is not a version label value")
+        if entry.version in seen:
+            raise SnapshotRejected(f"{at}.version: {entry.version!r} is listed twice")
+        seen.add(entry.version)
+        _at_most(f"{at}.weight", entry.weight, 100)
+    total = sum(entry.weight for entry in entries)
+    if total != 100:
+        raise SnapshotRejected(f"{where}: weights sum to {total}, not 100")
+    return tuple(SplitEntry(entry.version, entry.weight) for entry in entries)
+
+
+def _fault(where: str, proto: snapshot_pb2.FaultInjection) -> FaultInjection:
+    delay_percent = _percent(f"{where}.delay_percent", proto.delay_percent)
+    delay_ms = _at_most(f"{where}.delay_ms", proto.delay_ms, _MAX_TIMEOUT_MS)
+    if delay_percent and not delay_ms:
+        raise SnapshotRejected(f"{where}.delay_ms: a delay of {delay_percent} % of requests needs a duration")
+    abort_percent = _percent(f"{where}.abort_percent", proto.abort_percent)
+    status = proto.abort_status
+    if (abort_percent or status) and not 200 <= status <= 599:
+        raise SnapshotRejected(f"{where}.abort_status: {status} is not an HTTP status (200-599)")
+    return FaultInjection(
+        delay_percent=delay_percent, delay_s=delay_ms / 1000, abort_percent=abort_percent, abort_status=status
+    )
+
+
+def _traffic_policy(where: str, proto: snapshot_pb2.TrafficPolicy, request_timeout_ms: int) -> TrafficPolicy:
+    if len(proto.name) > _MAX_POLICY_NAME_LENGTH or not _PRINTABLE.match(proto.name):
+        raise SnapshotRejected(f"{where}.name: {proto.name!r} is not a printable name of up to 253 characters")
+    return TrafficPolicy(
+        name=proto.name,
+        retries=_retries(f"{where}.retries", proto.retries, request_timeout_ms) if proto.HasField("retries") else None,
+        retry_budget=_retry_budget(f"{where}.retry_budget", proto.retry_budget)
+        if proto.HasField("retry_budget")
+        else DEFAULT_RETRY_BUDGET,
+        circuit_breaker=CircuitBreaker(
+            max_connections=proto.circuit_breaker.max_connections,
+            max_pending_requests=proto.circuit_breaker.max_pending_requests,
+            max_requests=proto.circuit_breaker.max_requests,
+        )
+        if proto.HasField("circuit_breaker")
+        else None,
+        outlier_detection=_outlier_detection(f"{where}.outlier_detection", proto.outlier_detection)
+        if proto.HasField("outlier_detection")
+        else None,
+        split=_split(f"{where}.split", list(proto.split)),
+        fault=_fault(f"{where}.fault", proto.fault) if proto.HasField("fault") else None,
+    )
+
+
+def _destination(where: str, proto: snapshot_pb2.Destination) -> Destination:
+    if not _DNS_LABEL.match(proto.service) or not _DNS_LABEL.match(proto.namespace):
+        raise SnapshotRejected(f"{where}: service and namespace must be DNS labels")
+    if proto.load_balancer not in _LOAD_BALANCERS:
+        raise SnapshotRejected(f"{where}: unknown load balancer {proto.load_balancer}")
+    load_balancer = _LOAD_BALANCERS[proto.load_balancer]
+    if load_balancer is LoadBalancerKind.CONSISTENT_HASH:
+        if not _LOWERCASE_TOKEN.match(proto.hash_header):
+            raise SnapshotRejected(
+                f"{where}.hash_header: {proto.hash_header!r} is not a lowercase HTTP header name "
+                "(required by the consistent-hash load balancer)"
+            )
+    elif proto.hash_header:
+        raise SnapshotRejected(f"{where}.hash_header: only the consistent-hash load balancer reads a header")
+    if len(proto.endpoints) > _MAX_ENDPOINTS:
+        raise SnapshotRejected(f"{where}: more than {_MAX_ENDPOINTS} endpoints")
+    timeout_ms = _at_most(f"{where}.request_timeout_ms", proto.request_timeout_ms, _MAX_TIMEOUT_MS)
+    endpoints = tuple(_endpoint(f"{where}.endpoints[{i}]", ep) for i, ep in enumerate(proto.endpoints))
+    policy = (
+        _traffic_policy(f"{where}.traffic_policy", proto.traffic_policy, timeout_ms)
+        if proto.HasField("traffic_policy")
+        else None
+    )
+    return Destination(
+        service=proto.service,
+        namespace=proto.namespace,
+        load_balancer=load_balancer,
+        endpoints=endpoints,
+        request_timeout_s=timeout_ms / 1000 if timeout_ms else None,
+        hash_header=proto.hash_header,
+        traffic_policy=policy,
+    )
+
+
 def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
     """Validate every field before building anything, so a bad snapshot changes nothing."""
     if snapshot.version == 0:
@@ -56,24 +238,20 @@ def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot) -> RoutingTable
     destinations: dict[str, Destination] = {}
     for index, proto in enumerate(snapshot.destinations):
         where = f"destinations[{index}]"
-        if not _DNS_LABEL.match(proto.service) or not _DNS_LABEL.match(proto.namespace):
-            raise SnapshotRejected(f"{where}: service and namespace must be DNS labels")
-        if proto.load_balancer not in _LOAD_BALANCERS:
-            raise SnapshotRejected(f"{where}: unknown load balancer {proto.load_balancer}")
-        if len(proto.endpoints) > _MAX_ENDPOINTS:
-            raise SnapshotRejected(f"{where}: more than {_MAX_ENDPOINTS} endpoints")
-        endpoints = tuple(_endpoint(f"{where}.endpoints[{i}]", ep) for i, ep in enumerate(proto.endpoints))
-        destination = Destination(
-            service=proto.service,
-            namespace=proto.namespace,
-            load_balancer=_LOAD_BALANCERS[proto.load_balancer],
-            endpoints=endpoints,
-            request_timeout_s=proto.request_timeout_ms / 1000 if proto.request_timeout_ms else None,
-        )
+        destination = _destination(where, proto)
         if destination.key in destinations:
             raise SnapshotRejected(f"{where}: {destination.key} is listed twice")
         destinations[destination.key] = destination
-    return RoutingTable(version=snapshot.version, destinations=destinations)
+    try:
+        inbound = inbound_policy_from_proto(snapshot.inbound)
+    except InboundPolicyError as exc:
+        raise SnapshotRejected(str(exc)) from None
+    return RoutingTable(
+        version=snapshot.version,
+        destinations=destinations,
+        policy_version=snapshot.policy_version,
+        inbound=inbound,
+    )
 
 
 class ConfigStore:
@@ -131,7 +309,12 @@ class ConfigStore:
     def _install(self, table: RoutingTable) -> tuple[bool, str]:
         self.table = table
         self.applied_total += 1
-        logger.info("applied config version %d (%d destinations)", table.version, len(table.destinations))
+        logger.info(
+            "applied config version %d (policy version %d, %d destinations)",
+            table.version,
+            table.policy_version,
+            len(table.destinations),
+        )
         for listener in self._listeners:
             listener(table)
         return True, ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from http import HTTPStatus
 
 
 class MeshErrorCode(StrEnum):
@@ -14,6 +15,10 @@ class MeshErrorCode(StrEnum):
     UPSTREAM_RESET = "upstream_reset"
     TIMEOUT = "timeout"
     LOOP_DETECTED = "loop_detected"
+    # A destination's circuit breaker is over a limit: answered at once instead of queueing for a timeout.
+    CIRCUIT_OPEN = "circuit_open"
+    # The destination's traffic policy told the caller's agent to fail this request (testing resilience).
+    FAULT_INJECTED = "fault_injected"
 
 
 STATUS_BY_CODE: dict[MeshErrorCode, int] = {
@@ -24,6 +29,9 @@ STATUS_BY_CODE: dict[MeshErrorCode, int] = {
     MeshErrorCode.UPSTREAM_RESET: 502,
     MeshErrorCode.TIMEOUT: 504,
     MeshErrorCode.LOOP_DETECTED: 508,
+    MeshErrorCode.CIRCUIT_OPEN: 503,
+    # The policy's abort_status replaces it.
+    MeshErrorCode.FAULT_INJECTED: 503,
 }
 
 _REASONS = {
@@ -36,21 +44,45 @@ _REASONS = {
 }
 
 
+_BODILESS = frozenset({204, 304})
+
+
+def _reason(status: int) -> str:
+    reason = _REASONS.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    return reason
+
+
 class MeshError(Exception):
-    def __init__(self, code: MeshErrorCode, detail: str) -> None:
+    def __init__(self, code: MeshErrorCode, detail: str, status: int = 0) -> None:
+        """``status`` replaces the code's usual status (an injected fault's abort status)."""
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self._status = status
 
     @property
     def status(self) -> int:
-        return STATUS_BY_CODE[self.code]
+        return self._status or STATUS_BY_CODE[self.code]
 
     def response(self, *, keep_alive: bool) -> bytes:
         """The whole HTTP/1.1 response, head and body, ready for one write."""
+        status = self.status
+        if status in _BODILESS:
+            # An injected 204 or 304: such a response has no body to say why, only the header.
+            head = (
+                f"HTTP/1.1 {status} {_reason(status)}\r\n"
+                f"x-mesh-error: {self.code}\r\n"
+                f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+            )
+            return head.encode("latin-1")
         body = json.dumps({"mesh_error": str(self.code), "detail": self.detail}).encode()
         head = (
-            f"HTTP/1.1 {self.status} {_REASONS[self.status]}\r\n"
+            f"HTTP/1.1 {status} {_reason(status)}\r\n"
             f"content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-mesh-error: {self.code}\r\n"

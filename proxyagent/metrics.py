@@ -80,6 +80,45 @@ class MeshMetrics:
         self.config_rejected = Counter(
             "mesh_config_rejected", "Config snapshots rejected as invalid or stale.", registry=self.registry
         )
+        # Traffic policy (the policy path): rare events, so prometheus_client's own metrics. Labels are bounded
+        # by the configured destinations and small fixed sets of reasons.
+        self.retries = Counter(
+            "mesh_retries",
+            "Failed tries of outbound requests and what became of them: outcome 'retried' (on another endpoint "
+            "where possible) or 'budget_exhausted' (the retry budget refused it; the failure was answered).",
+            ("destination_service", "reason", "outcome"),
+            registry=self.registry,
+        )
+        self.circuit_open = Counter(
+            "mesh_circuit_open",
+            "Outbound requests answered 503 circuit_open at once, by the circuit-breaker limit reached.",
+            ("destination_service", "limit"),
+            registry=self.registry,
+        )
+        self.ejections = Counter(
+            "mesh_ejections",
+            "Endpoints ejected by outlier detection, by the run of failures that ejected them.",
+            ("destination_service", "reason"),
+            registry=self.registry,
+        )
+        self.ejections_skipped = Counter(
+            "mesh_ejections_skipped",
+            "Ejections outlier detection called for but max_ejection_percent did not allow.",
+            ("destination_service", "reason"),
+            registry=self.registry,
+        )
+        self.ejected_endpoints = Gauge(
+            "mesh_ejected_endpoints",
+            "Endpoints currently ejected by outlier detection.",
+            ("destination_service",),
+            registry=self.registry,
+        )
+        self.faults_injected = Counter(
+            "mesh_faults_injected",
+            "Faults injected into outbound requests by traffic policy, by kind (delay, abort).",
+            ("destination_service", "kind"),
+            registry=self.registry,
+        )
 
     def series(self, labels: EdgeLabels) -> EdgeSeries:
         series = self._edges.get(labels)

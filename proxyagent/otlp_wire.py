@@ -28,7 +28,11 @@ _SPAN_KIND = 6
 _SPAN_START = 7
 _SPAN_END = 8
 _SPAN_ATTRIBUTES = 9
+_SPAN_EVENTS = 11
 _SPAN_STATUS = 15
+_EVENT_TIME = 1
+_EVENT_NAME = 2
+_EVENT_ATTRIBUTES = 3
 _STATUS_CODE = 3
 _STATUS_CODE_ERROR = 2
 _KEY_VALUE_KEY = 1
@@ -84,6 +88,17 @@ def span_attribute(key: str, value: str | int) -> bytes:
     return length_delimited(_SPAN_ATTRIBUTES, key_value(key, value))
 
 
+def span_event(name: str, time_ns: int, attributes: tuple[tuple[str, str | int], ...] = ()) -> bytes:
+    """One entry of ``Span.events``, field tag included: append it to a span's attributes block."""
+    payload = (
+        _tag(_EVENT_TIME, _FIXED64)
+        + struct.pack("<Q", time_ns)
+        + length_delimited(_EVENT_NAME, name.encode())
+        + b"".join([length_delimited(_EVENT_ATTRIBUTES, key_value(k, v)) for k, v in attributes])
+    )
+    return length_delimited(_SPAN_EVENTS, payload)
+
+
 # An error status is the same few bytes on every failed span.
 _ERROR_STATUS = length_delimited(_SPAN_STATUS, _tag(_STATUS_CODE, _VARINT) + varint(_STATUS_CODE_ERROR))
 _TRACE_ID_TAG = _tag(_SPAN_TRACE_ID, _LEN)
@@ -130,7 +145,7 @@ def encode_span(
     attributes: bytes,
     error: bool,
 ) -> bytes:
-    """One encoded ``Span``; ``attributes`` is a concatenation of ``span_attribute`` outputs."""
+    """One encoded ``Span``; ``attributes`` is a concatenation of ``span_attribute`` (and ``span_event``) outputs."""
     # Hand-unrolled: this runs once per proxied request.
     return b"".join(
         (

@@ -13,7 +13,9 @@ from proxyagent.http.heads import RequestHead
 from proxyagent.http.proxy import Target
 from proxyagent.identity import AgentIdentity
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
-from proxyagent.routing import Destination, Endpoint, RoutingTable
+from proxyagent.metrics import MeshMetrics
+from proxyagent.resilience.destination import DestinationPolicy
+from proxyagent.routing import Destination, Endpoint, LoadBalancerKind, RoutingTable
 
 SOURCE_WORKLOAD_HEADER = b"x-mesh-source-workload"
 _OUTBOUND_REPLACES = PROXY_WRITTEN | {SOURCE_WORKLOAD_HEADER}
@@ -48,22 +50,38 @@ def _remember(cache: dict[K, V], key: K, value: V) -> V:
 
 
 class OutboundRouter:
-    """The app's calls out: pick an endpoint of the named destination."""
+    """The app's calls out: pick an endpoint of the named destination.
+
+    A destination whose traffic policy needs per-request work gets one target of its own (no endpoint,
+    ``policy`` set): the exchange then takes the policy path, which picks endpoints per try through the
+    destination's ``DestinationPolicy``.
+    """
 
     direction = "outbound"
 
     def __init__(
-        self, identity: AgentIdentity, store: ConfigStore, balancer: Balancer, default_timeout_s: float
+        self,
+        identity: AgentIdentity,
+        store: ConfigStore,
+        balancer: Balancer,
+        default_timeout_s: float,
+        metrics: MeshMetrics | None = None,
     ) -> None:
         self._identity = identity
         self._store = store
         self._balancer = balancer
         self._default_timeout_s = default_timeout_s
+        self._metrics = metrics if metrics is not None else MeshMetrics()
         self._source_header = (SOURCE_WORKLOAD_HEADER, identity.workload.encode())
-        # Both caches hold what one routing table implies, and start over when the table is replaced.
+        # The caches hold what one routing table implies, and start over when the table is replaced.
         self._table: RoutingTable | None = None
         self._destinations: dict[bytes, Destination] = {}
         self._targets: dict[tuple[str, Endpoint], Target] = {}
+        self._policy_targets: dict[str, Target] = {}
+        # Outlives tables: breaker counts, budgets and ejections carry over to the next snapshot.
+        self._policies: dict[str, DestinationPolicy] = {}
+        # At once rather than at the next request: ejection timers and gauges of a policy that is gone stop.
+        store.on_change(self._new_table)
 
     def route(self, head: RequestHead) -> tuple[Target, bytes]:
         fields = head.fields
@@ -74,9 +92,7 @@ class OutboundRouter:
         host, path = _split_target(request_target, host)
         table = self._store.table
         if table is not self._table:
-            self._table = table
-            self._destinations = {}
-            self._targets = {}
+            self._new_table(table)
         destination = self._destinations.get(host)
         if destination is None:
             destination = table.lookup(host.decode("latin-1"), own_namespace=self._identity.namespace)
@@ -84,6 +100,14 @@ class OutboundRouter:
                 _remember(self._destinations, host, destination)
         if destination is None:
             raise MeshError(MeshErrorCode.NO_ROUTE, f"no service named {host.decode('latin-1')!r} in the mesh")
+        # Attribute tests first: a destination with neither takes the fast path without a property call.
+        if (
+            destination.traffic_policy is not None or destination.load_balancer is LoadBalancerKind.CONSISTENT_HASH
+        ) and destination.policy_path:
+            if not destination.endpoints:
+                raise MeshError(MeshErrorCode.NO_HEALTHY_UPSTREAM, f"{destination.key} has no healthy instance")
+            policy_target = self._policy_targets.get(destination.key) or self._policy_target(destination)
+            return policy_target, path
         endpoint = self._balancer.pick(destination)
         if endpoint is None:
             raise MeshError(MeshErrorCode.NO_HEALTHY_UPSTREAM, f"{destination.key} has no healthy instance")
@@ -91,6 +115,53 @@ class OutboundRouter:
         key = (destination.key, endpoint)
         target = self._targets.get(key) or _remember(self._targets, key, self._target(destination, endpoint))
         return target, path
+
+    def _new_table(self, table: RoutingTable) -> None:
+        self._table = table
+        self._destinations = {}
+        self._targets = {}
+        self._policy_targets = {}
+        for key, policy in list(self._policies.items()):
+            destination = table.destinations.get(key)
+            if destination is not None and destination.policy_path:
+                policy.update(destination)
+            else:
+                del self._policies[key]
+                policy.close()
+        self._balancer.forget(table.destinations.keys())
+
+    def _policy_target(self, destination: Destination) -> Target:
+        policy = self._policies.get(destination.key)
+        if policy is None:
+            policy = self._policies[destination.key] = DestinationPolicy(
+                destination, self._balancer, self._metrics, self._endpoint_target
+            )
+        elif policy.destination is not destination:
+            policy.update(destination)
+        target = Target(
+            host="",
+            port=0,
+            destination_service=destination.key,
+            # Until the policy path picks an endpoint: what a request refused before that (circuit_open,
+            # fault_injected) is recorded with.
+            destination_workload="unknown",
+            source_workload=self._identity.workload,
+            timeout_s=destination.request_timeout_s or self._default_timeout_s,
+            direction=self.direction,
+            extra_headers=[self._source_header],
+            replaces=_OUTBOUND_REPLACES,
+            policy=policy,
+        )
+        self._policy_targets[destination.key] = target
+        return target
+
+    def _endpoint_target(self, destination: Destination, endpoint: Endpoint) -> Target:
+        """The cached target of one endpoint, for a try on the policy path."""
+        table = self._store.table
+        if table is not self._table:
+            self._new_table(table)
+        key = (destination.key, endpoint)
+        return self._targets.get(key) or _remember(self._targets, key, self._target(destination, endpoint))
 
     def _target(self, destination: Destination, endpoint: Endpoint) -> Target:
         balancer = self._balancer

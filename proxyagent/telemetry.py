@@ -63,9 +63,11 @@ class HttpSpans:
         mesh_error: str | None,
         start_ns: int,
         end_ns: int,
+        extra: bytes = b"",
     ) -> None:
+        """One span; ids as the lowercase hex of ``traceparent``, no parent for a root. ``extra``: more encoded
+        attributes and events (the policy path's tries)."""
         name, block = self.shared_parts(method, version, status, edge, mesh_error)
-        """One span; ids as the lowercase hex of ``traceparent``, no parent for a root."""
         path = target.partition(b"?")[0]
         self.exporter.record(
             encode_span(
@@ -76,7 +78,7 @@ class HttpSpans:
                 kind=self.kind,
                 start_ns=start_ns,
                 end_ns=end_ns,
-                attributes=block + self._paths.block(path, (("url.path", path.decode("latin-1")),)),
+                attributes=block + self._paths.block(path, (("url.path", path.decode("latin-1")),)) + extra,
                 error=status >= 500,
             )
         )

@@ -4,6 +4,12 @@ An exchange is driven from protocol callbacks: the client connection hands it
 the request head and body, the upstream connection hands it response bytes,
 which it parses and writes down. Its one timer enforces the request timeout
 (until the response head) and then catches a response body that stalls.
+
+A request to a destination with a traffic policy also has a ``PolicyRequest``
+(``policy_path``), which the exchange asks at admission, at each response
+head, failure and deadline, and at its end: it may start another try, which
+the exchange sends like the first. Other requests pay one ``is None`` test at
+each of those points.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from proxyagent.http.headers import (
     serialize,
 )
 from proxyagent.http.heads import RESPONSE_FIELDS, RequestHead, framing
+from proxyagent.http.policy_path import PolicyRequest
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import UpstreamConnection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
@@ -79,6 +86,7 @@ class Exchange:
         "_loop",
         "_mesh_error",
         "_parser",
+        "_policy",
         "_proxy",
         "_r_headers",
         "_r_reason",
@@ -150,6 +158,8 @@ class Exchange:
         self._eofs = 0
         self._upstream_reading_paused = False
         self._head_sent = False
+        # Set when the route is a destination with a traffic policy (proxyagent.http.policy_path).
+        self._policy: PolicyRequest | None = None
 
     # Request side (called by the client connection)
 
@@ -177,6 +187,11 @@ class Exchange:
                     self._client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self._upstream_head = self._build_upstream_head(target, path, trace, hops)
             self._up_buf.insert(0, self._upstream_head)
+            if target.policy is not None:
+                # The policy path picks the endpoint, times the tries and gets their connections.
+                self._policy = PolicyRequest(self, target.policy)
+                self._policy.start()
+                return
             self.deadline = self._loop.time() + target.timeout_s
             self._client.watch(self.deadline)
             conn = None if head.upgrade else proxy.pool.take_idle(target.host, target.port)
@@ -194,7 +209,10 @@ class Exchange:
         if self._finished:
             return
         self._request_bytes += len(chunk)
-        self._up_buf.append(_chunk(chunk) if self.head.chunked else chunk)
+        data = _chunk(chunk) if self.head.chunked else chunk
+        self._up_buf.append(data)
+        if self._policy is not None:
+            self._policy.record(data, len(chunk))
         if self._conn is None:
             self._up_buffered += len(chunk)
             if self._up_buffered > _MAX_BUFFERED:
@@ -204,6 +222,8 @@ class Exchange:
         self._request_done = True
         if self.head.chunked and not self._finished:
             self._up_buf.append(_CHUNK_END)
+            if self._policy is not None:
+                self._policy.record(_CHUNK_END, 0)
 
     def flush_up(self) -> None:
         """Send the request bytes gathered so far; called once per read from the client."""
@@ -324,7 +344,10 @@ class Exchange:
             self._retried = True
             self._drop_conn()
             self._up_buf = [self._upstream_head]
-            self._connecting = self._loop.create_task(self._connect())
+            if self._policy is not None:
+                self._policy.reconnect()
+            else:
+                self._connecting = self._loop.create_task(self._connect())
             return False
         self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, "upstream closed the connection before responding"))
         return False
@@ -378,6 +401,10 @@ class Exchange:
             self.answered = True
             self._response_done = True
             return
+        policy = self._policy
+        if policy is not None and policy.response_head(status):
+            # Retried instead of answered: stop reading this response; fail() hands the try to the policy.
+            raise MeshError(MeshErrorCode.UPSTREAM_RESET, "retried")
         has_body = not (head_only or status in (204, 304) or length == 0)
         client_http11 = request.version == "1.1"
         close_delimited = self._close_delimited = has_body and not chunked and length is None
@@ -428,6 +455,9 @@ class Exchange:
     def fail(self, error: MeshError) -> None:
         """A mesh error: answer it if nothing was answered yet, else cut the response short."""
         if self._finished:
+            return
+        policy = self._policy
+        if policy is not None and not self.answered and policy.retry(error):
             return
         proxy = self._proxy
         proxy.metrics.mesh_errors.labels(proxy.direction, str(error.code)).inc()
@@ -480,6 +510,9 @@ class Exchange:
         target = self._target
         assert target is not None
         if not self.answered:
+            policy = self._policy
+            if policy is not None and policy.deadline(now):
+                return
             self.fail(
                 MeshError(
                     MeshErrorCode.TIMEOUT, f"no response from {target.destination_service} in {target.timeout_s:g} s"
@@ -511,6 +544,44 @@ class Exchange:
         self._drop_conn()
         self._finish()
         self._client.exchange_finished(self, False)
+
+    # Tries (the policy path)
+
+    def switch_target(self, target: Target) -> None:
+        """Send this request to ``target`` (an endpoint the policy path picked) from now on."""
+        proxy = self._proxy
+        old = self._target
+        if old is not None:
+            proxy.target_done(old)
+        self._target = target
+        proxy.target_started(target)
+
+    def retry_with(self, target: Target, replay: list[bytes]) -> None:
+        """Start another try of this request on ``target``: the failed try's response is forgotten and the
+        request goes up again, head and ``replay`` (the body received so far) first."""
+        self._drop_conn()
+        self._parser = None
+        self._status = 0
+        self._r_headers = []
+        self._r_reason = b""
+        self._interim = False
+        self._response_done = False
+        self._extra_message = False
+        self._got_bytes = False
+        self._broken = None
+        self._rechunk = False
+        self._keep = False
+        self._upstream_keep = False
+        self._close_delimited = False
+        self._down_buf = []
+        self._response_bytes = 0
+        self._retried = False
+        self._upstream_reading_paused = False
+        self.switch_target(target)
+        self._up_buf = [self._upstream_head, *replay]
+        self._up_buffered = sum(len(piece) for piece in replay)
+        if self._up_buffered > _MAX_BUFFERED:
+            self._client.pause(PAUSE_BUFFERED)
 
     # Internals
 
@@ -619,6 +690,10 @@ class Exchange:
         target = self._target
         if target is not None:
             proxy.target_done(target)
+        policy = self._policy
+        if policy is not None:
+            policy.finished()
+            self._policy = None  # it refers back to this exchange
         status = self._status
         if not status:
             return
@@ -642,4 +717,5 @@ class Exchange:
                 str(mesh_error) if mesh_error is not None else None,
                 self._started_ns,
                 self._started_ns + int(elapsed * 1e9),
+                policy.span_extra() if policy is not None else b"",
             )

@@ -91,6 +91,9 @@ class NativeRelay:
             return None
         native = target.native
         if native is None:
+            if target.policy is not None:
+                # A destination with a traffic policy: the policy path (Python) serves it.
+                return None
             if not target.extra_dropped <= _NATIVE_DROPPABLE:
                 if target.on_done is not None:
                     target.on_done()  # route() counted it started with the balancer

@@ -16,13 +16,16 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from proxyagent.http.headers import PROXY_WRITTEN, Headers
 from proxyagent.http.heads import REQUEST_FIELDS, RequestHead
 from proxyagent.http.upstream import ConnectionPool
 from proxyagent.metrics import InFlight, MeshMetrics, status_class
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
+
+if TYPE_CHECKING:
+    from proxyagent.resilience.destination import DestinationPolicy
 
 
 @dataclass(slots=True)
@@ -44,6 +47,9 @@ class Target:
     # Headers dropped from the request: PROXY_WRITTEN plus the names in extra_headers.
     replaces: frozenset[bytes] = PROXY_WRITTEN
     on_done: Callable[[], None] | None = None
+    # Set on a destination's own target (no endpoint yet, host ""): its requests take the policy path, which
+    # picks an endpoint target per try (proxyagent.resilience).
+    policy: DestinationPolicy | None = None
     # (direction, source workload, destination service, destination workload): the metric labels
     # and span edge, less the status class.
     edge: tuple[str, str, str, str] = field(init=False)

@@ -35,6 +35,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.listener: UpstreamListener | None = None
         self.reused = False
         self.closed = False
+        # Called once when the connection is gone: a circuit breaker counting the connections it opened.
+        self.on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -59,6 +61,10 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._pool.forget(self)
+        on_lost = self.on_lost
+        if on_lost is not None:
+            self.on_lost = None
+            on_lost()
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.upstream_closed(False)

@@ -65,6 +65,14 @@ class Mesh:
         accepted, reason = self.loop.run(apply())
         assert accepted, reason
 
+    def apply(self, agent: Agent, snapshot: snapshot_pb2.Snapshot) -> tuple[bool, str]:
+        """Apply a whole snapshot (inbound policy, policy version) on the agent's loop; (accepted, reason)."""
+
+        async def apply() -> tuple[bool, str]:
+            return agent.store.apply(snapshot)
+
+        return self.loop.run(apply())
+
     def stop(self) -> None:
         for agent in self.agents:
             self.loop.run(agent.stop())
@@ -116,3 +124,30 @@ class TwoHops:
             return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
         finally:
             conn.close()
+
+
+def request(
+    port: int,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    host: str = "reviews",
+    body: bytes | None = None,
+    timeout_s: float = 30,
+    **headers: str,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection to ``port``: (status, lowercase headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host, **headers})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def scrape(agent: Agent) -> str:
+    """The agent's /metrics page."""
+    status, _, body = request(agent.ports["admin_http"], "/metrics", host="localhost")
+    assert status == 200
+    return body.decode()
