@@ -3,11 +3,14 @@
 export class ApiError extends Error {
   readonly status: number;
   readonly fields: Record<string, string[]>;
+  /** The answer's body as sent: a 400's errors nest as the input did (`{"items": [{}, {"spec": {...}}]}`). */
+  readonly body: unknown;
 
-  constructor(status: number, message: string, fields: Record<string, string[]> = {}) {
+  constructor(status: number, message: string, fields: Record<string, string[]> = {}, body: unknown = null) {
     super(message);
     this.status = status;
     this.fields = fields;
+    this.body = body;
   }
 }
 
@@ -33,15 +36,17 @@ export function withQuery(path: string, query: Query = {}): string {
 function describeError(status: number, body: unknown): ApiError {
   if (body && typeof body === "object") {
     const record = body as Record<string, unknown>;
-    if (typeof record.detail === "string") return new ApiError(status, record.detail);
+    if (typeof record.detail === "string") return new ApiError(status, record.detail, {}, body);
     const fields: Record<string, string[]> = {};
     for (const [key, value] of Object.entries(record)) {
       if (Array.isArray(value)) fields[key] = value.map(String);
     }
     const first = Object.entries(fields)[0];
-    if (first) return new ApiError(status, `${first[0]}: ${first[1].join(" ")}`, fields);
+    if (first) return new ApiError(status, `${first[0]}: ${first[1].join(" ")}`, fields, body);
+    if (status === 400)
+      return new ApiError(status, "The server refused some fields; see the messages beside them.", {}, body);
   }
-  return new ApiError(status, `The server answered ${status}.`);
+  return new ApiError(status, `The server answered ${status}.`, {}, body);
 }
 
 export async function apiGet<T>(path: string, query: Query = {}, signal?: AbortSignal): Promise<T> {
@@ -59,6 +64,26 @@ export async function apiGet<T>(path: string, query: Query = {}, signal?: AbortS
   const body: unknown = await response.json().catch(() => null);
   if (!response.ok) throw describeError(response.status, body);
   return body as T;
+}
+
+/** POST, PATCH or DELETE a JSON body with the session's CSRF token; the answer's JSON, or an ApiError. */
+export async function apiSend<T>(
+  method: "POST" | "PATCH" | "PUT" | "DELETE",
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.assign(`/login/?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
+  }
+  const answer: unknown = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw describeError(response.status, answer);
+  return answer as T;
 }
 
 async function hasSession(): Promise<boolean> {

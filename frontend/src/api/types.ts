@@ -85,3 +85,23 @@ export interface ServiceMetrics {
   inbound: SeriesPoint[];
   outbound: SeriesPoint[];
 }
+
+export type {
+  Approval,
+  ChangeComment,
+  ChangeDiff,
+  ChangeItem,
+  ChangeOperation,
+  ChangePreview,
+  ChangeRequest,
+  ChangeState,
+  ConfigVersion,
+  ConfigVersionDetail,
+  DiffItem,
+  LivePolicy,
+  PolicyKind,
+  PolicyWarning,
+  RolloutAgent,
+  RolloutCounts,
+  Spec,
+} from "../model/policy";

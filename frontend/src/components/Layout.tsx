@@ -1,7 +1,7 @@
-import { Suspense, useState } from "react";
-import { NavLink, Outlet } from "react-router";
+import { Suspense, useEffect, useState } from "react";
+import { NavLink, Outlet, useLocation } from "react-router";
 import { logout } from "../api/client";
-import type { Namespace, Page } from "../api/types";
+import type { ChangeRequest, Namespace, Page } from "../api/types";
 import { Loading } from "./States";
 import { useApi, useMe, useScope, useScopeQuery, WINDOWS, type WindowChoice } from "./hooks";
 
@@ -10,7 +10,13 @@ const NAV = [
   { to: "/traces", label: "Traces" },
   { to: "/services", label: "Services" },
   { to: "/agents", label: "Agents" },
+  { to: "/policies", label: "Policies" },
+  { to: "/changes", label: "Changes" },
+  { to: "/versions", label: "Versions" },
 ];
+
+// How often the top bar re-counts the changes waiting for the user's review.
+const INBOX_REFRESH_MS = 30_000;
 
 export function Layout() {
   const me = useMe();
@@ -18,6 +24,23 @@ export function Layout() {
   const scopeQuery = useScopeQuery();
   const namespaces = useApi<Page<Namespace>>("/api/v1/namespaces/", { page_size: 500, ordering: "name" });
   const [menuOpen, setMenuOpen] = useState(false);
+  const approves =
+    me.state === "ready" &&
+    (me.data.capabilities_everywhere.includes("approve") ||
+      me.data.is_superuser ||
+      me.data.namespaces.some((entry) => entry.capabilities.includes("approve")));
+  const inbox = useApi<Page<ChangeRequest>>(
+    approves ? "/api/v1/change-requests/" : null,
+    { awaiting: "me", page_size: 1 },
+    INBOX_REFRESH_MS,
+  );
+  const waiting = inbox.data?.count ?? 0;
+  // Approving or deciding a change moves to another page: count again then, not only every 30 s.
+  const { pathname } = useLocation();
+  const reloadInbox = inbox.reload;
+  useEffect(() => {
+    if (pathname.startsWith("/changes") || pathname.startsWith("/versions")) reloadInbox();
+  }, [pathname, reloadInbox]);
   const user = me.state === "ready" ? me.data : null;
   const manages = user ? user.is_superuser || user.capabilities_everywhere.includes("manage") : false;
   const roles = user
@@ -39,10 +62,20 @@ export function Layout() {
           {NAV.map((item) => (
             <NavLink
               key={item.to}
-              to={`${item.to}${scopeQuery}`}
+              to={
+                item.to === "/changes" && waiting
+                  ? `${item.to}${scopeQuery}${scopeQuery ? "&" : "?"}awaiting=me`
+                  : `${item.to}${scopeQuery}`
+              }
               className={({ isActive }) => (isActive ? "active" : "")}
+              aria-label={item.to === "/changes" && waiting ? `Changes, ${waiting} awaiting your review` : undefined}
             >
               {item.label}
+              {item.to === "/changes" && waiting > 0 && (
+                <span className="nav-badge" data-testid="inbox-count" aria-hidden="true">
+                  {waiting}
+                </span>
+              )}
             </NavLink>
           ))}
           <a href="/api/docs/">API</a>

@@ -3,8 +3,9 @@ import { Link, useSearchParams } from "react-router";
 import type { GraphResponse } from "../api/types";
 import type { EdgeMetric, Selection } from "../components/GraphCanvas";
 import { GraphSidePanel } from "../components/GraphSidePanel";
-import { useApi, useScope, useScopeQuery } from "../components/hooks";
+import { useApi, useScope, useScopeQuery, WINDOW_SECONDS } from "../components/hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
+import { VersionTimeline } from "../components/VersionTimeline";
 import { useLiveGraph } from "../live/useLiveGraph";
 import { FILTER_HELP, parseFilter } from "../model/filter";
 import { filterGraph, type GraphData } from "../model/graph";
@@ -177,6 +178,13 @@ export function GraphPage() {
           )}
         </div>
       </div>
+      {at && (
+        <VersionTimeline
+          namespace={scope.namespace}
+          startS={Date.parse(at) / 1000 - (WINDOW_SECONDS[scope.window] ?? 300)}
+          endS={Date.parse(at) / 1000}
+        />
+      )}
       {showHelp && (
         <div className="help-box" data-testid="filter-help">
           <p>

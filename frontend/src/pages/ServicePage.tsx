@@ -1,12 +1,13 @@
 import { useMemo } from "react";
 import { Link, useParams } from "react-router";
-import type { Agent, GraphResponse, Instance, Page, Service, Workload } from "../api/types";
+import type { Agent, ConfigVersion, GraphResponse, Instance, Page, Service, Workload } from "../api/types";
 import { useApi, useNow, useScope, useScopeQuery } from "../components/hooks";
 import { LiveChart } from "../components/LiveChart";
 import { TraceList } from "../components/GraphSidePanel";
 import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
 import { useServiceSeries } from "../live/useServiceSeries";
 import { formatAgo, formatMs, formatPercent, formatRate } from "../model/format";
+import { versionMarkers } from "../model/versions";
 
 const LIVE = new Set(["1m", "5m", "15m"]);
 
@@ -24,7 +25,22 @@ export function ServicePage() {
     15_000,
   );
 
+  // Config versions of the service's namespace, marked on the charts where they fall in the window.
+  const versions = useApi<Page<ConfigVersion>>(
+    service.data ? "/api/v1/config-versions/" : null,
+    { namespace: service.data?.namespace, page_size: 50 },
+    15_000,
+  );
   const { inbound, outbound } = live;
+  const firstT = inbound.t[0];
+  const lastT = inbound.t[inbound.t.length - 1];
+  const markers = useMemo(
+    () =>
+      versions.data && firstT !== undefined && lastT !== undefined
+        ? versionMarkers(versions.data.results, firstT, lastT + 10, service.data?.namespace)
+        : [],
+    [versions.data, firstT, lastT, service.data?.namespace],
+  );
   const charts = useMemo(
     () => ({
       rps: [inbound.t, inbound.rps],
@@ -81,12 +97,14 @@ export function ServicePage() {
             series={[{ label: "inbound", colour: "#0072b2" }]}
             data={charts.rps}
             format={(value) => formatRate(value)}
+            markers={markers}
           />
           <LiveChart
             title="Error rate (%)"
             testId="chart-errors"
             series={[{ label: "inbound", colour: "#d55e00" }]}
             data={charts.errors}
+            markers={markers}
             format={(value) => `${value.toFixed(value < 10 ? 1 : 0)}%`}
           />
           <LiveChart
@@ -98,6 +116,7 @@ export function ServicePage() {
               { label: "p99", colour: "#cc79a7", dash: [2, 2] },
             ]}
             data={charts.latency}
+            markers={markers}
             format={(value) => formatMs(value)}
           />
           <LiveChart
@@ -105,6 +124,7 @@ export function ServicePage() {
             testId="chart-inflight"
             series={[{ label: "inbound", colour: "#56b4e9" }]}
             data={charts.inFlight}
+            markers={markers}
             format={(value) => value.toFixed(2)}
           />
           <LiveChart
@@ -112,6 +132,7 @@ export function ServicePage() {
             testId="chart-rps-out"
             series={[{ label: "outbound", colour: "#0072b2", dash: [4, 2] }]}
             data={charts.rpsOut}
+            markers={markers}
             format={(value) => formatRate(value)}
           />
         </div>
