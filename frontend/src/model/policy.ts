@@ -131,6 +131,8 @@ export interface FaultEffect {
 
 export interface ChangePreview {
   window_seconds: number;
+  /** The part of the window the mesh actually observed; rates are over this. */
+  observed_seconds: number;
   window_end?: string;
   authorization: AuthorizationShift[];
   splits: SplitShift[];

@@ -453,7 +453,7 @@ function formatShift(rps: number): string {
 function Preview({ preview }: { preview: ReturnType<typeof useApi<ChangePreview>> }) {
   if (preview.state === "error" && !preview.data) return <ErrorState error={preview.error} onRetry={preview.reload} />;
   if (!preview.data) return <Loading label="Working out the impact…" />;
-  const { authorization, splits, breakers, faults, window_seconds: seconds } = preview.data;
+  const { authorization, splits, breakers, faults, observed_seconds: seconds } = preview.data;
   const nothing = !authorization.length && !splits.length && !breakers.length && !faults.length;
   return (
     <div className="preview" data-testid="preview">
@@ -589,7 +589,8 @@ function Preview({ preview }: { preview: ReturnType<typeof useApi<ChangePreview>
         </>
       )}
       <p className="muted footnote">
-        Judged against the last {Math.round(seconds / 60)} minutes the mesh observed
+        Judged against the last{" "}
+        {seconds >= 120 ? `${Math.round(seconds / 60)} minutes` : `${Math.round(seconds)} seconds`} the mesh observed
         {preview.data.window_end ? `, up to ${new Date(preview.data.window_end).toLocaleTimeString()}` : ""}.
       </p>
     </div>
