@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 
+from django.conf import settings
 from django.utils import timezone
 
 from meshui.catalog.models import Agent, HealthStatus, Instance, LoadBalancer, Service
 from meshui.identity.issuance import bundle_pem, ca_store
+from meshui.identity.spiffe import SpiffeId
 from meshui.policy.compile import LOAD_BALANCERS, apply_traffic_policy, inbound_policy
 from meshui.policy.models import ConfigVersion, Policy, PolicyKind
 from proxyagent.protocol.v1 import snapshot_pb2
@@ -22,8 +24,13 @@ def _destinations() -> list[snapshot_pb2.Destination]:
     authorization narrows who may call what, every agent may call every service.
     """
     endpoints: dict[int, list[snapshot_pb2.Endpoint]] = defaultdict(list)
-    healthy = Instance.objects.filter(health=HealthStatus.HEALTHY).select_related("workload").order_by("id")
+    healthy = (
+        Instance.objects.filter(health=HealthStatus.HEALTHY)
+        .select_related("workload__service__namespace")
+        .order_by("id")
+    )
     for instance in healthy:
+        workload = instance.workload
         endpoints[instance.workload.service_id].append(
             snapshot_pb2.Endpoint(
                 address=instance.address,
@@ -32,6 +39,9 @@ def _destinations() -> list[snapshot_pb2.Destination]:
                 labels=instance.workload.labels,
                 weight=1,
                 health=snapshot_pb2.HEALTH_STATUS_HEALTHY,
+                identity=str(
+                    SpiffeId(settings.MESH_TRUST_DOMAIN, workload.service.namespace.name, workload.service_account)
+                ),
             )
         )
     traffic = {

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from cryptography import x509
 from django.utils import timezone
 
 from meshui.catalog.models import Agent, AgentStatus, HealthStatus, Instance, Namespace, Service, Workload
@@ -216,3 +217,14 @@ def test_preview_shows_the_split_shift_and_the_callers_a_deny_would_cut_off(
     assert breaker["error_rate"] == 0.01
     assert breaker["expected_ejections_per_interval"] == pytest.approx(3600 / seconds * 10 * 0.99 * 0.01, abs=0.001)
     assert breaker["likely_ejected"] is False
+
+
+def test_endpoints_name_the_identity_their_sidecar_presents(agents: dict[str, Agent]) -> None:
+    Workload.objects.filter(name="reviews-v2").update(service_account="reviews")
+    snapshot = build_agent_snapshots(MeshVersion.current(), [agents["web"].pk])[agents["web"].pk]
+    reviews = next(d for d in snapshot.destinations if d.service == "reviews")
+    assert sorted(e.identity for e in reviews.endpoints) == [
+        "spiffe://cluster.local/ns/alpha/sa/default",
+        "spiffe://cluster.local/ns/alpha/sa/reviews",
+    ]
+    assert x509.load_pem_x509_certificates(snapshot.trust_bundle_pem)

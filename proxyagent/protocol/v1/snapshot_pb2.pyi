@@ -142,12 +142,15 @@ class Endpoint(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     port: _builtins.int
     workload: _builtins.str
     weight: _builtins.int
     """Relative share of traffic; 0 is read as 1."""
     health: Global___HealthStatus.ValueType
+    identity: _builtins.str
+    """The SPIFFE id the endpoint's sidecar presents in mutual TLS; a caller refuses any other."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -159,10 +162,11 @@ class Endpoint(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         weight: _builtins.int = ...,
         health: Global___HealthStatus.ValueType = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "health", b"health", "labels", b"labels", "port", b"port", "weight", b"weight", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "health", b"health", "identity", b"identity", "labels", b"labels", "port", b"port", "weight", b"weight", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
