@@ -1,0 +1,1 @@
+"""Inbound authorization: path normalization and policy evaluation, pure functions of the request."""
