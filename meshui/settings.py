@@ -254,6 +254,10 @@ MESH_GRPC_TLS_HOSTS = tuple(env.env_list(_environ, "MESH_GRPC_TLS_HOSTS", ["loca
 MESH_CONTROL_NAMESPACE = env.env_str(_environ, "MESH_CONTROL_NAMESPACE", "mesh-system")
 MESH_CONTROL_SERVICE_ACCOUNT = env.env_str(_environ, "MESH_CONTROL_SERVICE_ACCOUNT", "meshui-control")
 
+# End-user JWT key sets (RequestAuthentication): refetched this often; plain http only for tests.
+MESH_JWKS_REFRESH_SECONDS = env.env_int(_environ, "MESH_JWKS_REFRESH_SECONDS", 300, minimum=10)
+MESH_JWKS_ALLOW_HTTP = env.env_bool(_environ, "MESH_JWKS_ALLOW_HTTP", False)
+
 # --- policy changes and rollout ----------------------------------------------------
 # A submitted change request nobody decided on expires after this long.
 MESH_CHANGE_REQUEST_TTL_HOURS = env.env_int(_environ, "MESH_CHANGE_REQUEST_TTL_HOURS", 72, minimum=1)
@@ -267,6 +271,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "roll-up-metrics": {"task": "meshui.telemetry.roll_up_metrics", "schedule": 60.0},
     "expire-change-requests": {"task": "meshui.policy.expire_change_requests", "schedule": 300.0},
+    "refresh-jwks": {"task": "meshui.policy.refresh_jwks", "schedule": float(MESH_JWKS_REFRESH_SECONDS)},
 }
 
 # --- accounts -----------------------------------------------------------------

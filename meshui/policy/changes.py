@@ -44,6 +44,7 @@ from meshui.policy.models import (
     ChangeState,
     ConfigVersion,
     Policy,
+    PolicyKind,
 )
 from meshui.rollout.actions import do_bump_version
 
@@ -405,6 +406,11 @@ def do_apply(request: Request, change: ChangeRequest, *, emergency_reason: str =
             summary=change.title[:200],
         )
         _apply_items(change, version)
+        if any(item.kind == PolicyKind.REQUEST_AUTHENTICATION for item in proposed):
+            # A new issuer's keys are fetched now, not at the next beat: until then its tokens are refused.
+            from meshui.policy.tasks import refresh_jwks  # late: the task module imports this one
+
+            transaction.on_commit(refresh_jwks.delay)
         change.state = ChangeState.APPLIED
         change.applied_version = version
         change.emergency_reason = version.emergency_reason

@@ -6,6 +6,7 @@ place, so the API stores what the author wrote and the wire carries what runs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -119,8 +120,26 @@ def authorization_policy(policy: Policy) -> snapshot_pb2.AuthorizationPolicy:
     )
 
 
-def inbound_policy(policies: Iterable[Policy], service: str) -> snapshot_pb2.InboundPolicy:
-    """The inbound policy of ``service``'s agents from its namespace's ``policies``."""
+def _request_authentication(policy: Policy, jwks: Mapping[str, Any]) -> snapshot_pb2.RequestAuthentication | None:
+    """``None`` until the key set is known: an issuer without keys is not trusted (the agent answers 401)."""
+    spec = policy.spec
+    document = spec["jwks"] if "jwks" in spec else jwks.get(spec["jwks_uri"])
+    if document is None:
+        return None
+    return snapshot_pb2.RequestAuthentication(
+        id=f"{policy.namespace.name}/{policy.name}",
+        service=policy.service,
+        issuer=spec["issuer"],
+        audiences=spec.get("audiences", []),
+        jwks_json=json.dumps(document, sort_keys=True),
+    )
+
+
+def inbound_policy(
+    policies: Iterable[Policy], service: str, jwks: Mapping[str, Any] | None = None
+) -> snapshot_pb2.InboundPolicy:
+    """The inbound policy of ``service``'s agents from its namespace's ``policies``; ``jwks`` maps key-set
+    URIs to the documents the control plane fetched."""
     inbound = snapshot_pb2.InboundPolicy()
     for policy in sorted(policies, key=lambda p: (p.kind, p.name)):
         if policy.kind == PolicyKind.PEER_AUTHENTICATION and policy.spec["mode"] == "STRICT":
@@ -129,4 +148,8 @@ def inbound_policy(policies: Iterable[Policy], service: str) -> snapshot_pb2.Inb
             inbound.authorization_default = snapshot_pb2.AUTHORIZATION_DEFAULT_DENY_ALL
         elif policy.kind == PolicyKind.AUTHORIZATION and policy.service in ("", service):
             inbound.authorization_policies.append(authorization_policy(policy))
+        elif policy.kind == PolicyKind.REQUEST_AUTHENTICATION and policy.service in ("", service):
+            message = _request_authentication(policy, jwks or {})
+            if message is not None:
+                inbound.request_authentications.append(message)
     return inbound

@@ -19,6 +19,7 @@ from meshui.policy.validation import (
     validate_authorization_policy,
     validate_namespace_authorization_default,
     validate_peer_authentication,
+    validate_request_authentication,
     validate_traffic_policy,
 )
 
@@ -58,6 +59,7 @@ def _validate_spec(namespace: Namespace, item: ProposedItem) -> tuple[dict[str, 
         validators: dict[str, Callable[[Any], tuple[dict[str, Any], list[Warning]]]] = {
             PolicyKind.AUTHORIZATION: validate_authorization_policy,
             PolicyKind.PEER_AUTHENTICATION: validate_peer_authentication,
+            PolicyKind.REQUEST_AUTHENTICATION: validate_request_authentication,
             PolicyKind.AUTHORIZATION_DEFAULT: validate_namespace_authorization_default,
         }
         return validators[item.kind](spec)

@@ -25,6 +25,7 @@ class PolicyKind(models.TextChoices):
     AUTHORIZATION = "authorization", "AuthorizationPolicy"
     PEER_AUTHENTICATION = "peer_authentication", "PeerAuthentication"
     AUTHORIZATION_DEFAULT = "authorization_default", "Namespace authorization default"
+    REQUEST_AUTHENTICATION = "request_authentication", "RequestAuthentication"
 
 
 # Kinds that exist once per namespace, always under this name.
@@ -81,6 +82,23 @@ class Policy(models.Model):
             "service": self.service,
             "spec": self.spec,
         }
+
+
+class JwksDocument(models.Model):
+    """An issuer's JSON Web Key Set as the control plane last fetched it (agents never fetch URLs)."""
+
+    uri = models.URLField(max_length=500, unique=True)
+    document = models.JSONField(null=True, blank=True, help_text="The last key set that parsed; kept on errors.")
+    digest = models.CharField(max_length=64, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["uri"]
+
+    def __str__(self) -> str:
+        return self.uri
 
 
 class ApprovalRule(models.Model):

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import jwt
+from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -295,8 +297,20 @@ class OperationSerializer(StrictSerializer):
 
 
 class HeaderConditionSerializer(StrictSerializer):
-    header = HttpTokenField()
+    """A request header (``header``) or a claim of the verified JWT (``claim``) with one of ``values``."""
+
+    header = HttpTokenField(required=False)
+    claim = ExactCharField(
+        required=False,
+        max_length=100,
+        validators=[_full_match(r"[A-Za-z0-9_.:-]+", "Enter a claim name such as 'groups' or 'scope'.")],
+    )
     values = _strict_list(ExactCharField(allow_blank=True), required=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("header" in attrs) == ("claim" in attrs):
+            raise serializers.ValidationError("Give exactly one of 'header' or 'claim'.")
+        return attrs
 
 
 class AuthorizationRuleSerializer(StrictSerializer):
@@ -315,6 +329,50 @@ class AuthorizationPolicySpecSerializer(StrictSerializer):
 
     action = serializers.ChoiceField(choices=["ALLOW", "DENY"])
     rules = AuthorizationRuleSerializer(many=True, required=False)
+
+
+# What agents accept to verify end-user tokens: asymmetric signatures only (no "none", no HMAC).
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def jwks_problem(document: Any) -> str | None:
+    """Why a JSON Web Key Set cannot verify tokens, or ``None`` when it can."""
+    try:
+        keys = jwt.PyJWKSet.from_dict(document).keys
+    except (ValueError, TypeError, KeyError, AttributeError, jwt.PyJWKError, jwt.PyJWKSetError) as exc:
+        return f"Not a usable JSON Web Key Set: {exc}"
+    if not any(key.algorithm_name in ASYMMETRIC_JWT_ALGORITHMS for key in keys):
+        return "The key set holds no asymmetric signing key (RSA, EC or Ed25519)."
+    return None
+
+
+class RequestAuthenticationSpecSerializer(StrictSerializer):
+    """Which end-user JWTs a service accepts: an issuer, where its keys are, and the audiences."""
+
+    issuer = ExactCharField(max_length=500, validators=[_full_match(r"[!-~]+", "Enter the issuer's 'iss' value.")])
+    jwks_uri = serializers.URLField(required=False, max_length=500)
+    jwks = serializers.JSONField(required=False)
+    audiences = _strict_list(ExactCharField(max_length=500))
+
+    def validate_jwks_uri(self, value: str) -> str:
+        if value.startswith("https://") or (settings.MESH_JWKS_ALLOW_HTTP and value.startswith("http://")):
+            return value
+        raise serializers.ValidationError("Key sets are fetched over HTTPS only.")
+
+    def validate_jwks(self, value: Any) -> Any:
+        problem = jwks_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("jwks_uri" in attrs) == ("jwks" in attrs):
+            raise serializers.ValidationError(
+                "Give exactly one of 'jwks_uri' (fetched by the control plane) or 'jwks'."
+            )
+        return attrs
 
 
 class PeerAuthenticationSpecSerializer(StrictSerializer):
@@ -505,6 +563,10 @@ def validate_authorization_policy(spec: Any) -> tuple[dict[str, Any], list[Warni
     return data, authorization_policy_warnings(data)
 
 
+def validate_request_authentication(spec: Any) -> tuple[dict[str, Any], list[Warning]]:
+    return _validated(RequestAuthenticationSpecSerializer(data=spec)), []
+
+
 def validate_peer_authentication(spec: Any) -> tuple[dict[str, Any], list[Warning]]:
     # No warnings yet; the tuple keeps every kind's entry point the same shape for callers.
     return _validated(PeerAuthenticationSpecSerializer(data=spec)), []
@@ -518,6 +580,7 @@ __all__ = [
     "AuthorizationPolicySpecSerializer",
     "NamespaceAuthorizationDefaultSerializer",
     "PeerAuthenticationSpecSerializer",
+    "RequestAuthenticationSpecSerializer",
     "TrafficPolicySpecSerializer",
     "ValidationError",
     "Warning",
@@ -526,5 +589,6 @@ __all__ = [
     "validate_authorization_policy",
     "validate_namespace_authorization_default",
     "validate_peer_authentication",
+    "validate_request_authentication",
     "validate_traffic_policy",
 ]

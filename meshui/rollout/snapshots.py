@@ -12,7 +12,7 @@ from meshui.catalog.models import Agent, HealthStatus, Instance, LoadBalancer, S
 from meshui.identity.issuance import bundle_pem, ca_store
 from meshui.identity.spiffe import SpiffeId
 from meshui.policy.compile import LOAD_BALANCERS, apply_traffic_policy, inbound_policy
-from meshui.policy.models import ConfigVersion, Policy, PolicyKind
+from meshui.policy.models import ConfigVersion, JwksDocument, Policy, PolicyKind
 from proxyagent.protocol.v1 import snapshot_pb2
 
 
@@ -77,9 +77,15 @@ def _snapshots(
     destinations = _destinations()
     policy_version = ConfigVersion.latest_number()
     trust_bundle = bundle_pem(ca_store(), timezone.now())
+    jwks = dict(JwksDocument.objects.exclude(document=None).values_list("uri", "document"))
     by_namespace: dict[int, list[Policy]] = defaultdict(list)
     namespaces = {namespace_id for namespace_id, _ in groups if namespace_id is not None}
-    inbound_kinds = [PolicyKind.AUTHORIZATION, PolicyKind.AUTHORIZATION_DEFAULT, PolicyKind.PEER_AUTHENTICATION]
+    inbound_kinds = [
+        PolicyKind.AUTHORIZATION,
+        PolicyKind.AUTHORIZATION_DEFAULT,
+        PolicyKind.PEER_AUTHENTICATION,
+        PolicyKind.REQUEST_AUTHENTICATION,
+    ]
     for policy in Policy.objects.filter(namespace_id__in=namespaces, kind__in=inbound_kinds).select_related(
         "namespace"
     ):
@@ -88,7 +94,9 @@ def _snapshots(
         (namespace_id, service): snapshot_pb2.Snapshot(
             version=version,
             destinations=destinations,
-            inbound=inbound_policy(by_namespace.get(namespace_id, []) if namespace_id is not None else [], service),
+            inbound=inbound_policy(
+                by_namespace.get(namespace_id, []) if namespace_id is not None else [], service, jwks
+            ),
             policy_version=policy_version,
             trust_bundle_pem=trust_bundle,
         )

@@ -542,11 +542,17 @@ Global___AuthorizationOperation: _TypeAlias = AuthorizationOperation  # noqa: Y0
 
 @_typing.final
 class HeaderCondition(_message.Message):
+    """A condition on a request header (lowercase name) or, with `claim`, on a claim of the request's
+    verified JWT; it holds when the header or claim has one of the values (a list claim: any element).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
+    CLAIM_FIELD_NUMBER: _builtins.int
     header: _builtins.str
+    claim: _builtins.str
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -554,10 +560,11 @@ class HeaderCondition(_message.Message):
         *,
         header: _builtins.str = ...,
         values: _abc.Iterable[_builtins.str] | None = ...,
+        claim: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "header", b"header", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -625,6 +632,48 @@ class AuthorizationPolicy(_message.Message):
 Global___AuthorizationPolicy: _TypeAlias = AuthorizationPolicy  # noqa: Y015
 
 @_typing.final
+class RequestAuthentication(_message.Message):
+    """Which end-user JWTs the agent accepts for its service: a token from one of these issuers,
+    signed by one of its keys, is verified and its "<iss>/<sub>" becomes the request principal.
+    A token that fails verification is refused (401); a request without one has no request principal.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    AUDIENCES_FIELD_NUMBER: _builtins.int
+    JWKS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"<namespace>/<name>" of the policy."""
+    service: _builtins.str
+    """The service it applies to; empty means the whole namespace."""
+    issuer: _builtins.str
+    jwks_json: _builtins.str
+    """The issuer's JSON Web Key Set, fetched by the control plane (agents never fetch URLs)."""
+    @_builtins.property
+    def audiences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Accepted "aud" values; empty: any."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        service: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        audiences: _abc.Iterable[_builtins.str] | None = ...,
+        jwks_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audiences", b"audiences", "id", b"id", "issuer", b"issuer", "jwks_json", b"jwks_json", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestAuthentication: _TypeAlias = RequestAuthentication  # noqa: Y015
+
+@_typing.final
 class InboundPolicy(_message.Message):
     """How the agent's inbound listener admits callers: only the policies for this agent's own
     service and namespace. Evaluated DENY first, then ALLOW, then the default.
@@ -635,20 +684,24 @@ class InboundPolicy(_message.Message):
     PEER_AUTHENTICATION_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_DEFAULT_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_POLICIES_FIELD_NUMBER: _builtins.int
+    REQUEST_AUTHENTICATIONS_FIELD_NUMBER: _builtins.int
     peer_authentication: Global___PeerAuthenticationMode.ValueType
     authorization_default: Global___AuthorizationDefault.ValueType
     @_builtins.property
     def authorization_policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizationPolicy]: ...
+    @_builtins.property
+    def request_authentications(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestAuthentication]: ...
     def __init__(
         self,
         *,
         peer_authentication: Global___PeerAuthenticationMode.ValueType = ...,
         authorization_default: Global___AuthorizationDefault.ValueType = ...,
         authorization_policies: _abc.Iterable[Global___AuthorizationPolicy] | None = ...,
+        request_authentications: _abc.Iterable[Global___RequestAuthentication] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_default", b"authorization_default", "authorization_policies", b"authorization_policies", "peer_authentication", b"peer_authentication"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_default", b"authorization_default", "authorization_policies", b"authorization_policies", "peer_authentication", b"peer_authentication", "request_authentications", b"request_authentications"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
