@@ -12,6 +12,7 @@ from meshui.policy.views import (
     ChangeRequestViewSet,
     ConfigVersionViewSet,
     PeerAuthenticationViewSet,
+    RequestAuthenticationViewSet,
     TrafficPolicyViewSet,
 )
 from meshui.telemetry.edge_views import EdgeTracesView, ServiceMetricsView
@@ -34,6 +35,7 @@ router.register("traffic-policies", TrafficPolicyViewSet, basename="trafficpolic
 router.register("authorization-policies", AuthorizationPolicyViewSet, basename="authorizationpolicy")
 router.register("peer-authentications", PeerAuthenticationViewSet, basename="peerauthentication")
 router.register("authorization-defaults", AuthorizationDefaultViewSet, basename="authorizationdefault")
+router.register("request-authentications", RequestAuthenticationViewSet, basename="requestauthentication")
 router.register("change-requests", ChangeRequestViewSet, basename="changerequest")
 router.register("config-versions", ConfigVersionViewSet, basename="configversion")
 router.register("approval-rules", ApprovalRuleViewSet)

@@ -86,6 +86,10 @@ class AuthorizationDefaultViewSet(PolicyViewSet):
     kind = PolicyKind.AUTHORIZATION_DEFAULT
 
 
+class RequestAuthenticationViewSet(PolicyViewSet):
+    kind = PolicyKind.REQUEST_AUTHENTICATION
+
+
 class ChangeRequestFilter(filters.FilterSet):
     namespace = filters.CharFilter(field_name="namespace__name")
     author = filters.CharFilter(field_name="author__username")
