@@ -103,3 +103,23 @@ class CaOperationSerializer(serializers.Serializer[Any]):
         if attrs["operation"] == "retire" and not attrs.get("id"):
             raise serializers.ValidationError({"id": ["Name the root to retire."]})
         return attrs
+
+
+class CaRootSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField(allow_null=True)
+    fingerprint_sha256 = serializers.CharField()
+    subject = serializers.CharField()
+    not_after = serializers.DateTimeField()
+    signing = serializers.BooleanField()
+
+
+class CaStatusSerializer(serializers.Serializer[Any]):
+    roots = CaRootSerializer(many=True)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # "read_only" is also a Field attribute, so it cannot be declared on the class.
+        fields = super().get_fields()
+        fields["read_only"] = serializers.BooleanField(
+            help_text="The CA comes from a mounted Secret: rotate by updating it."
+        )
+        return fields

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -23,7 +24,12 @@ from meshui.audit.actions import do_record_change
 from meshui.audit.models import AuditAction
 from meshui.identity.actions import ca_status, do_retire_root, do_rotate_ca
 from meshui.identity.models import IssuedCertificate, JoinToken
-from meshui.identity.serializers import CaOperationSerializer, IssuedCertificateSerializer, JoinTokenSerializer
+from meshui.identity.serializers import (
+    CaOperationSerializer,
+    CaStatusSerializer,
+    IssuedCertificateSerializer,
+    JoinTokenSerializer,
+)
 from meshui.identity.store import CaConfigurationError
 
 
@@ -79,9 +85,11 @@ class CertificateAuthorityView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=CaStatusSerializer)
     def get(self, request: Request) -> Response:
         return Response(ca_status())
 
+    @extend_schema(request=CaOperationSerializer, responses=CaStatusSerializer)
     def post(self, request: Request) -> Response:
         if not namespace_access(request.user).can(Capability.MANAGE, None):
             raise NamespacePermissionDenied("Rotating the CA needs the 'manage' permission in all namespaces.", None)
