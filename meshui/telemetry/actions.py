@@ -90,6 +90,7 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
                     request_bytes=increment.request_bytes,
                     response_bytes=increment.response_bytes,
                     denied=increment.denied,
+                    mtls=increment.mtls,
                     latency_sum_s=increment.latency_sum_s,
                 )
                 bucket.latency_counts = increment.latency_counts
@@ -100,6 +101,7 @@ def do_add_edge_increments(increments: dict[EdgeKey, EdgeIncrement], resolution_
             bucket.request_bytes += increment.request_bytes
             bucket.response_bytes += increment.response_bytes
             bucket.denied += increment.denied
+            bucket.mtls += increment.mtls
             bucket.latency_sum_s += increment.latency_sum_s
             bucket.latency_counts = [
                 a + b for a, b in zip(bucket.latency_counts, increment.latency_counts, strict=True)
@@ -132,6 +134,7 @@ _COUNTER_FIELDS = [
     "request_bytes",
     "response_bytes",
     "denied",
+    "mtls",
     "latency_sum_s",
     *LATENCY_COLUMNS,
 ]
@@ -191,6 +194,7 @@ def do_roll_up(
                 request_bytes=bucket.request_bytes,
                 response_bytes=bucket.response_bytes,
                 denied=bucket.denied,
+                mtls=bucket.mtls,
                 latency_sum_s=bucket.latency_sum_s,
                 latency_counts=list(bucket.latency_counts),
             )

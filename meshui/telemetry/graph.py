@@ -39,6 +39,7 @@ class Totals:
     latency_counts: list[int] = field(default_factory=lambda: list(ZERO_COUNTS))
     # Seconds all the requests took together (only where the buckets were added one by one).
     latency_sum_s: float = 0.0
+    mtls: int = 0
 
     def add(self, bucket: EdgeBucket) -> None:
         self.add_totals(
@@ -49,6 +50,7 @@ class Totals:
                 bucket.denied,
                 bucket.latency_counts,
                 bucket.latency_sum_s,
+                bucket.mtls,
             )
         )
 
@@ -59,13 +61,16 @@ class Totals:
 
     def copy(self) -> Totals:
         # Adding never changes a counts list in place, so the copy can share it.
-        return Totals(self.requests, self.errors, self.bytes, self.denied, self.latency_counts, self.latency_sum_s)
+        return Totals(
+            self.requests, self.errors, self.bytes, self.denied, self.latency_counts, self.latency_sum_s, self.mtls
+        )
 
     def add_totals(self, other: Totals) -> None:
         self.requests += other.requests
         self.errors += other.errors
         self.bytes += other.bytes
         self.denied += other.denied
+        self.mtls += other.mtls
         self.latency_counts = add(self.latency_counts, other.latency_counts)
         self.latency_sum_s += other.latency_sum_s
 
@@ -87,8 +92,7 @@ class Totals:
             "p95_ms": p95,
             "p99_ms": p99,
             "bytes": self.bytes,
-            # Filled in by the zero-trust work (mutual TLS); zero until then.
-            "mtls_share": 0.0,
+            "mtls_share": round(self.mtls / self.requests, 4) if self.requests else 0.0,
             "denied_rps": round(self.denied / seconds, 3),
             "health": health(self.requests, error_rate, thresholds or health_thresholds()),
         }
@@ -160,6 +164,7 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[tuple[tuple
             bytes=_total(F("request_bytes") + F("response_bytes")),
             denied=_total("denied"),
             **{column: _total(column) for column in LATENCY_COLUMNS},
+            mtls=_total("mtls"),
         )
     )
     sql, params = query.query.sql_with_params()
@@ -179,7 +184,10 @@ def summed_rows(buckets: QuerySet[EdgeBucket], *fields: str) -> list[tuple[tuple
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
-        (row[:ends], Totals(row[ends], row[ends + 1], row[ends + 2], row[ends + 3], list(row[latency_from:])))
+        (
+            row[:ends],
+            Totals(row[ends], row[ends + 1], row[ends + 2], row[ends + 3], list(row[latency_from:-1]), mtls=row[-1]),
+        )
         for row in rows
     ]
 

@@ -125,6 +125,7 @@ class EdgeBucket(models.Model):
     request_bytes = models.BigIntegerField(default=0)
     response_bytes = models.BigIntegerField(default=0)
     denied = models.BigIntegerField(default=0, help_text="Requests an authorization policy refused.")
+    mtls = models.BigIntegerField(default=0, help_text="Requests carried over mutual TLS between sidecars.")
     latency_sum_s = models.FloatField(default=0.0)
     # One column per latency bucket (LATENCY_BOUNDS_S, then +Inf), not a JSON list, so that the database
     # adds histograms up itself: the graph of a whole mesh is one GROUP BY.

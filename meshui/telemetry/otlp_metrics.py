@@ -1,10 +1,11 @@
 """OTLP metric export requests turned into per-edge increments for ``EdgeBucket`` rows.
 
 The mesh's metrics (``mesh.requests``, ``mesh.request.errors``, the body
-sizes, ``mesh.requests.denied`` and ``mesh.request.duration``) are read; other metrics are ignored, not
-refused. Only delta temporality is stored: a cumulative point cannot be added
-to a bucket without remembering every series' last value, so it is rejected
-(OTel SDKs export deltas with
+sizes, ``mesh.requests.denied``, ``mesh.requests.mtls`` and
+``mesh.request.duration``) are read; other metrics are ignored, not refused.
+Only delta temporality is stored: a cumulative point cannot be added to a
+bucket without remembering every series' last value, so it is rejected (OTel
+SDKs export deltas with
 ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta``). Histograms with
 other bounds are re-binned into ours, each count moved to the first of our
 buckets that holds its bucket's upper bound.
@@ -32,6 +33,8 @@ _SUMS = {
     "mesh.response.body.size": "response_bytes",
     # Requests an authorization policy refused (the zero-trust work sends it; zero until then).
     "mesh.requests.denied": "denied",
+    # Requests carried over mutual TLS between sidecars: the graph's mTLS share.
+    "mesh.requests.mtls": "mtls",
 }
 _DURATION = "mesh.request.duration"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -46,6 +49,7 @@ class EdgeIncrement:
     request_bytes: int = 0
     response_bytes: int = 0
     denied: int = 0
+    mtls: int = 0
     latency_sum_s: float = 0.0
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_S) + 1))
 
@@ -55,6 +59,7 @@ class EdgeIncrement:
         self.request_bytes += other.request_bytes
         self.response_bytes += other.response_bytes
         self.denied += other.denied
+        self.mtls += other.mtls
         self.latency_sum_s += other.latency_sum_s
         self.latency_counts = [a + b for a, b in zip(self.latency_counts, other.latency_counts, strict=True)]
 

@@ -43,6 +43,7 @@ def _add(
     requests: int,
     errors: int = 0,
     denied: int = 0,
+    mtls: int = 0,
     latency: list[int],
     reporter: str = "outbound",
 ) -> None:
@@ -50,7 +51,12 @@ def _add(
     start = AT - dt.timedelta(seconds=seconds_ago)
     key = (start, reporter, namespace, service, workload, destination[0], destination[1], status_class)
     increment = EdgeIncrement(
-        requests=requests, errors=errors, response_bytes=requests * 100, denied=denied, latency_counts=latency
+        requests=requests,
+        errors=errors,
+        response_bytes=requests * 100,
+        denied=denied,
+        mtls=mtls,
+        latency_counts=latency,
     )
     do_add_edge_increments({key: increment})
 
@@ -59,9 +65,9 @@ def _add(
 def mesh_traffic(alpha: Namespace, beta: Namespace) -> None:
     web, reviews = ("web", "web-v1", "alpha"), ("reviews.alpha", "reviews-v1")
     # 100 requests web → reviews over the last minute: 90 fast, 10 slow failures.
-    _add(60, web, reviews, "2xx", requests=60, latency=_latency(b0_0025=60))
+    _add(60, web, reviews, "2xx", requests=60, mtls=60, latency=_latency(b0_0025=60))
     _add(30, web, reviews, "2xx", requests=30, denied=6, latency=_latency(b0_0025=30))
-    _add(30, web, reviews, "5xx", requests=10, errors=10, latency=_latency(b0_25=10))
+    _add(30, web, reviews, "5xx", requests=10, errors=10, mtls=10, latency=_latency(b0_25=10))
     # Its inbound report of the same calls: not counted twice.
     _add(30, web, reviews, "2xx", requests=90, latency=_latency(b0_0025=90), reporter="inbound")
     # reviews → ratings in beta, healthy.
@@ -95,7 +101,7 @@ def test_edges_carry_rates_errors_and_histogram_percentiles(mesh_traffic: None, 
     assert web_reviews["p95_ms"] == pytest.approx(100 + 150 * 5 / 10, abs=1e-3)
     assert web_reviews["p99_ms"] == pytest.approx(100 + 150 * 9 / 10, abs=1e-3)
     assert web_reviews["bytes"] == 10_000
-    assert web_reviews["mtls_share"] == 0.0
+    assert web_reviews["mtls_share"] == 0.7, "70 of the 100 calls went over mutual TLS"
     assert web_reviews["denied_rps"] == pytest.approx(6 / 300, abs=1e-3)
     assert edges[("reviews.alpha", "ratings.beta")]["health"] == "healthy"
     nodes = {n["id"]: n for n in graph["nodes"]}

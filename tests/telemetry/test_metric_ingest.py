@@ -75,6 +75,7 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     meter = provider.get_meter("test")
     requests = meter.create_counter("mesh.requests")
     denied = meter.create_counter("mesh.requests.denied")
+    mtls = meter.create_counter("mesh.requests.mtls")
     duration = meter.create_histogram("mesh.request.duration", unit="s")
     ok = {**EDGE, "mesh.status_class": "2xx"}
     failed = {**EDGE, "mesh.status_class": "5xx"}
@@ -85,6 +86,7 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
         requests.add(1, failed)
         duration.record(0.2, failed)
     denied.add(3, {**EDGE, "mesh.status_class": "4xx"})
+    mtls.add(80, ok)
     await asyncio.to_thread(reader.force_flush)
     requests.add(5, ok)  # a second delta export adds to the same bucket (or the next one)
     await asyncio.to_thread(reader.force_flush)
@@ -94,8 +96,9 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     by_class: dict[str, dict[str, Any]] = {}
     for row in rows:
         totals = by_class.setdefault(
-            row.status_class, {"requests": 0, "denied": 0, "counts": [0] * len(row.latency_counts)}
+            row.status_class, {"requests": 0, "denied": 0, "mtls": 0, "counts": [0] * len(row.latency_counts)}
         )
+        totals["mtls"] += row.mtls
         totals["requests"] += row.requests
         totals["denied"] += row.denied
         totals["counts"] = [a + b for a, b in zip(totals["counts"], row.latency_counts, strict=True)]
@@ -104,6 +107,7 @@ async def test_delta_metrics_from_the_otel_sdk_are_added_per_edge(server: MeshCo
     assert by_class["2xx"]["requests"] == 95
     assert by_class["5xx"]["requests"] == 10
     assert (by_class["4xx"]["denied"], by_class["2xx"]["denied"]) == (3, 0)
+    assert (by_class["2xx"]["mtls"], by_class["5xx"]["mtls"]) == (80, 0)
     assert by_class["2xx"]["counts"][LATENCY_BOUNDS_S.index(0.0025)] == 90
     assert by_class["5xx"]["counts"][LATENCY_BOUNDS_S.index(0.25)] == 10
 
