@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -18,7 +18,7 @@ from meshui.accounts.roles import Capability
 from meshui.accounts.scoping import restrict_to_namespaces
 from meshui.catalog.models import Service
 from meshui.telemetry.graph import buckets_in, series, service_sides, window_bounds
-from meshui.telemetry.models import Span, TraceSummary
+from meshui.telemetry.models import EdgeBucket, Span, TraceSummary
 from meshui.telemetry.query import visible_traces
 from meshui.telemetry.serializers import (
     EdgeTracesQuerySerializer,
@@ -51,8 +51,31 @@ class ServiceMetricsView(APIView):
             "step_s": step,
             "inbound": series(inbound, start, points, step),
             "outbound": series(outbound, start, points, step),
+            "denied_callers": denied_callers(inbound, points * step),
         }
         return Response(ServiceMetricsSerializer(body).data)
+
+
+TOP_DENIED_CALLERS = 10
+
+
+def denied_callers(inbound: QuerySet[EdgeBucket], seconds: int) -> list[dict[str, Any]]:
+    """The callers refused most often, by the workload they called from."""
+    rows = (
+        inbound.filter(denied__gt=0)
+        .order_by()
+        .values("source_workload")
+        .annotate(total=Sum("denied"))
+        .order_by("-total", "source_workload")[:TOP_DENIED_CALLERS]
+    )
+    return [
+        {
+            "source_workload": row["source_workload"],
+            "denied": row["total"],
+            "denied_rps": round(row["total"] / seconds, 3),
+        }
+        for row in rows
+    ]
 
 
 class EdgeTracesView(generics.ListAPIView[TraceSummary]):

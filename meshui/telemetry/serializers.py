@@ -184,12 +184,22 @@ class SeriesPointSerializer(_Rates):
     )
 
 
+class DeniedCallerSerializer(serializers.Serializer[Any]):
+    source_workload = serializers.CharField()
+    denied = serializers.IntegerField()
+    denied_rps = serializers.FloatField()
+
+
 class ServiceMetricsSerializer(serializers.Serializer[Any]):
     service = serializers.CharField(help_text="name.namespace")
     window = GraphWindowSerializer()
     step_s = serializers.IntegerField()
     inbound = SeriesPointSerializer(many=True, help_text="Calls into the service, as its sidecars saw them.")
     outbound = SeriesPointSerializer(many=True, help_text="Calls the service made, as its sidecars saw them.")
+    denied_callers = DeniedCallerSerializer(
+        many=True,
+        help_text="Callers an authorization policy refused most in the window, as the service's sidecars saw them.",
+    )
 
 
 class EdgeTracesQuerySerializer(serializers.Serializer[Any]):

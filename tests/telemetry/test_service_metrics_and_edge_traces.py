@@ -21,13 +21,15 @@ ClientFor = Callable[[User], APIClient]
 
 
 def _bucket(seconds_ago: int, reporter: str, source: tuple[str, str, str], destination: str, requests: int,
-            errors: int = 0, latency_sum_s: float = 0.0) -> None:  # fmt: skip
+            errors: int = 0, latency_sum_s: float = 0.0, denied: int = 0) -> None:  # fmt: skip
     now_ns = int((timezone.now() - dt.timedelta(seconds=seconds_ago)).timestamp() * 1e9)
     counts = [0] * (len(LATENCY_BOUNDS_S) + 1)
     counts[LATENCY_BOUNDS_S.index(0.01)] = requests
     service, workload, namespace = source
     key = (bucket_start(now_ns, 10), reporter, namespace, service, workload, destination, "", "2xx")
-    increment = EdgeIncrement(requests=requests, errors=errors, latency_sum_s=latency_sum_s, latency_counts=counts)
+    increment = EdgeIncrement(
+        requests=requests, errors=errors, denied=denied, latency_sum_s=latency_sum_s, latency_counts=counts
+    )
     do_add_edge_increments({key: increment})
 
 
@@ -57,6 +59,21 @@ def test_a_service_has_inbound_and_outbound_series(reviews: Service, admin_clien
     idle = [p for p in body["inbound"] if not p["requests"]]
     assert all(p["p99_ms"] is None for p in idle)
     assert all(p["in_flight"] == 0 for p in idle)
+    assert body["denied_callers"] == []
+
+
+@pytest.mark.django_db
+def test_a_service_lists_the_callers_refused_most(reviews: Service, admin_client: APIClient) -> None:
+    _bucket(30, "inbound", ("", "batch-v1", "alpha"), "reviews.alpha", 30, denied=30)
+    _bucket(40, "inbound", ("", "batch-v1", "alpha"), "reviews.alpha", 6, denied=6)
+    _bucket(30, "inbound", ("", "web-v1", "alpha"), "reviews.alpha", 50, denied=3)
+    _bucket(30, "inbound", ("", "ratings-v1", "alpha"), "reviews.alpha", 10)
+    _bucket(30, "outbound", ("reviews", "reviews-v1", "alpha"), "ratings.alpha", 20, denied=5)  # its own calls
+    body = admin_client.get(f"/api/v1/services/{reviews.pk}/metrics/?window=5m&step=1m").json()
+    assert body["denied_callers"] == [
+        {"source_workload": "batch-v1", "denied": 36, "denied_rps": 0.12},
+        {"source_workload": "web-v1", "denied": 3, "denied_rps": 0.01},
+    ]
 
 
 @pytest.mark.django_db
