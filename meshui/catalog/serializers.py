@@ -45,6 +45,9 @@ class InstanceSerializer(StrictModelSerializer):
 
 class AgentSerializer(StrictModelSerializer):
     namespace = VisibleSlugRelatedField(slug_field="name", queryset=Namespace.objects.all())
+    # The workload certificate the CA last issued to this agent (annotated by the view).
+    certificate_spiffe_id = serializers.CharField(read_only=True, allow_null=True, default=None)
+    certificate_not_after = serializers.DateTimeField(read_only=True, allow_null=True, default=None)
 
     class Meta:
         model = Agent
@@ -59,6 +62,8 @@ class AgentSerializer(StrictModelSerializer):
             "status",
             "last_heartbeat",
             "registered_at",
+            "certificate_spiffe_id",
+            "certificate_not_after",
         ]
         create_only_fields = ["agent_id", "namespace"]
         # Written by the agent's own registration and heartbeats. Letting a user set the admin

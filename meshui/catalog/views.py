@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
+
 from meshui.accounts.roles import Capability
 from meshui.api.viewsets import NamespacedModelViewSet
 from meshui.catalog import filters
@@ -15,6 +17,7 @@ from meshui.catalog.serializers import (
     ServiceSerializer,
     WorkloadSerializer,
 )
+from meshui.identity.models import IssuedCertificate
 
 
 class NamespaceViewSet(NamespacedModelViewSet):
@@ -67,9 +70,17 @@ class InstanceViewSet(NamespacedModelViewSet):
         return validated_data["workload"].namespace_pk  # type: ignore[no-any-return]
 
 
+def _latest_certificate(field: str) -> Subquery:
+    latest = IssuedCertificate.objects.filter(agent_id=OuterRef("agent_id")).order_by("-issued_at", "-id")
+    return Subquery(latest.values(field)[:1])
+
+
 class AgentViewSet(NamespacedModelViewSet):
     affects_snapshots = True
-    queryset = Agent.objects.select_related("namespace")
+    queryset = Agent.objects.select_related("namespace").annotate(
+        certificate_spiffe_id=_latest_certificate("spiffe_id"),
+        certificate_not_after=_latest_certificate("not_after"),
+    )
     serializer_class = AgentSerializer
     filterset_class = filters.AgentFilter
     ordering_fields = ["agent_id", "last_heartbeat", "registered_at"]

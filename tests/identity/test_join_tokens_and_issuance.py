@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from meshui.audit.models import AuditAction, AuditEvent
-from meshui.catalog.models import Namespace
+from meshui.catalog.models import Agent, Namespace
 from meshui.identity.authority import CsrRefused, issue, load_csr, new_root, verify_chain
 from meshui.identity.issuance import (
     CredentialRefusedError,
@@ -200,3 +200,17 @@ def test_the_private_key_is_never_served(admin_client: APIClient, alpha: Namespa
         assert b"PRIVATE KEY" not in body
         assert not any(key in body for key in keys)
     assert schema.status_code == 200
+
+
+def test_agents_show_the_certificate_they_were_last_issued(alpha: Namespace, admin_client: APIClient) -> None:
+    Agent.objects.create(agent_id="reviews-1", namespace=alpha)
+    Agent.objects.create(agent_id="web-1", namespace=alpha)
+    pem, _ = csr_for([])
+    do_issue_certificate(pem, JoinTokenCredential(token(alpha, "reviews")), agent_id="reviews-1")
+    latest = do_issue_certificate(pem, JoinTokenCredential(token(alpha, "reviews")), agent_id="reviews-1")
+    rows = {row["agent_id"]: row for row in admin_client.get("/api/v1/agents/").json()["results"]}
+    assert rows["reviews-1"]["certificate_spiffe_id"] == REVIEWS
+    assert (
+        dt.datetime.fromisoformat(rows["reviews-1"]["certificate_not_after"].replace("Z", "+00:00")) == latest.not_after
+    )
+    assert rows["web-1"]["certificate_spiffe_id"] is None
