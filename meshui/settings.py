@@ -209,6 +209,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.env_int(_environ, "MESHUI_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+# Redis redelivers a message a killed worker had taken (late acks) once it has been unacked this long;
+# it must exceed the longest task, or a running task starts a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": env.env_int(_environ, "MESHUI_CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    "unacked_restore_interval": env.env_int(_environ, "MESHUI_CELERY_RESTORE_INTERVAL", 10, minimum=1),
+}
 
 # --- mesh control (gRPC) ----------------------------------------------------------
 MESH_GRPC_BIND = env.env_str(_environ, "MESH_GRPC_BIND", "127.0.0.1:15010")
@@ -266,6 +272,10 @@ MESH_DEFAULT_REQUIRED_APPROVALS = env.env_int(_environ, "MESH_DEFAULT_REQUIRED_A
 # Pushes in flight at once during a rollout, and tries per agent before it waits for its heartbeat.
 MESH_ROLLOUT_PARALLELISM = env.env_int(_environ, "MESH_ROLLOUT_PARALLELISM", 256, minimum=1)
 MESH_ROLLOUT_PUSH_ATTEMPTS = env.env_int(_environ, "MESH_ROLLOUT_PUSH_ATTEMPTS", 3, minimum=1)
+# Backoff between tries of one push (doubling from the base, with jitter), and open channels kept per worker.
+MESH_ROLLOUT_RETRY_BASE_SECONDS = env.env_float(_environ, "MESH_ROLLOUT_RETRY_BASE_SECONDS", 0.2)
+MESH_ROLLOUT_RETRY_MAX_SECONDS = env.env_float(_environ, "MESH_ROLLOUT_RETRY_MAX_SECONDS", 2.0)
+MESH_ROLLOUT_MAX_CHANNELS = env.env_int(_environ, "MESH_ROLLOUT_MAX_CHANNELS", 4096, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "prune-spans": {"task": "meshui.telemetry.prune_spans", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},

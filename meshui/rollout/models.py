@@ -43,7 +43,11 @@ class PushOutcome(models.TextChoices):
 
 
 class ConfigPush(models.Model):
-    """One attempt to push one snapshot version to one agent, and what the agent said."""
+    """The push of one snapshot version to one agent, and how it ended: what the agent said, or why it could not.
+
+    One row per agent per rollout, written when the agent's outcome is final
+    (after any retries of transport failures; ``attempts`` says how many calls it took).
+    """
 
     namespace_lookup = "agent__namespace_id"
 
@@ -51,6 +55,7 @@ class ConfigPush(models.Model):
     version = models.BigIntegerField()
     outcome = models.CharField(max_length=16, choices=PushOutcome.choices)
     detail = models.CharField(max_length=500, blank=True, help_text="The agent's reason, or the transport error.")
+    attempts = models.PositiveSmallIntegerField(default=1, help_text="Calls made: retries of transport failures count.")
     pushed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
