@@ -9,7 +9,7 @@ from meshui.dashboard import views
 
 # The app's own router owns everything below these prefixes (a trace id, a service id,
 # `/traces/compare?a=..&b=..`): Django answers them all with the app's index.html.
-SPA_PREFIXES = ("graph", "traces", "services", "agents", "policies", "changes", "versions")
+SPA_PREFIXES = ("graph", "traces", "services", "agents", "policies", "changes", "versions", "identity")
 
 urlpatterns = [
     path(

@@ -84,6 +84,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(
         "/changes/12",
         "/changes/new",
         "/versions/3",
+        "/identity",
     ],
 )
 def test_signed_in_users_get_the_app_with_a_csrf_cookie(signed_in: Client, dist: Path, path: str) -> None:
