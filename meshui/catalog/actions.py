@@ -50,6 +50,7 @@ def do_register_agent(registration: Registration) -> Agent:
                 "instance": instance,
                 "version": registration.agent_version,
                 "admin_address": registration.admin_address,
+                "admin_mtls": registration.admin_mtls,
                 "status": AgentStatus.CONNECTED,
                 "last_heartbeat": now,
                 "config_version": None,

@@ -146,6 +146,9 @@ class Agent(models.Model):
     instance = models.OneToOneField(Instance, on_delete=models.SET_NULL, null=True, blank=True, related_name="agent")
     version = models.CharField(max_length=64, blank=True, help_text="The agent's software version.")
     admin_address = models.CharField(max_length=300, blank=True, help_text="host:port of the agent's admin gRPC.")
+    admin_mtls = models.BooleanField(
+        default=False, help_text="The admin gRPC takes only mutual TLS from the control plane's identity."
+    )
     config_version = models.BigIntegerField(
         null=True, blank=True, help_text="The config snapshot version the agent last acknowledged."
     )

@@ -29,6 +29,7 @@ class Registration:
     agent_version: str = ""
     service_account: str = "default"
     labels: dict[str, str] = field(default_factory=dict)
+    admin_mtls: bool = False
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}

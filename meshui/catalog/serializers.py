@@ -58,6 +58,7 @@ class AgentSerializer(StrictModelSerializer):
             "instance",
             "version",
             "admin_address",
+            "admin_mtls",
             "config_version",
             "status",
             "last_heartbeat",
@@ -68,4 +69,4 @@ class AgentSerializer(StrictModelSerializer):
         create_only_fields = ["agent_id", "namespace"]
         # Written by the agent's own registration and heartbeats. Letting a user set the admin
         # address would make the control plane dial (and send snapshots to) any host they name.
-        read_only_fields = ["instance", "admin_address", "config_version", "status", "last_heartbeat"]
+        read_only_fields = ["instance", "admin_address", "admin_mtls", "config_version", "status", "last_heartbeat"]

@@ -194,7 +194,7 @@ def issue(
     requested = requested_uris(csr)
     if requested and requested != [str(identity)]:
         raise CsrRefused(f"the CSR asks for {', '.join(requested)}, but the credential grants {identity}")
-    return _sign_leaf(authority, csr.public_key(), identity, (), now=now, ttl=ttl)  # type: ignore[arg-type]
+    return _sign_leaf(authority, csr.public_key(), identity, (identity.dns_name,), now=now, ttl=ttl)  # type: ignore[arg-type]
 
 
 def issue_server_certificate(

@@ -20,6 +20,15 @@ class SpiffeId:
     def __str__(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
+    @property
+    def dns_name(self) -> str:
+        """The DNS name a certificate also carries for this identity: ``<sa>.<namespace>.<trust domain>``.
+
+        gRPC verifies a peer by DNS name only; the control plane dials agents by address and
+        checks this name, which the CA derives from the SPIFFE id and never takes from a CSR.
+        """
+        return f"{self.service_account}.{self.namespace}.{self.trust_domain}"
+
     @classmethod
     def parse(cls, uri: str) -> SpiffeId:
         """The id in ``uri``; ``ValueError`` unless it is exactly a workload id of the shape above."""

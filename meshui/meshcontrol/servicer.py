@@ -47,6 +47,7 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
                 agent_version=request.agent_version,
                 service_account=request.service_account or "default",
                 labels=dict(request.labels),
+                admin_mtls=request.admin_mtls,
             )
         except InvalidRegistration as exc:
             logger.warning("registration refused: %s", exc)

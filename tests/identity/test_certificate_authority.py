@@ -40,6 +40,8 @@ def test_a_workload_certificate_carries_exactly_its_spiffe_id_and_chains_to_the_
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.critical
     assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [str(REVIEWS)]
+    # The name gRPC peers verify, derived from the identity (never from the CSR).
+    assert san.value.get_values_for_type(x509.DNSName) == ["reviews.shop.cluster.local"]
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}

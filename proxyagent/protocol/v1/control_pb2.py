@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proxyagent.protocol.v1 import snapshot_pb2 as proxyagent_dot_protocol_dot_v1_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proxyagent/protocol/v1/control.proto\x12\x07mesh.v1\x1a%proxyagent/protocol/v1/snapshot.proto\"\xa9\x02\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08workload\x18\x04 \x01(\t\x12\x34\n\x06labels\x18\x05 \x03(\x0b\x32$.mesh.v1.RegisterRequest.LabelsEntry\x12\x17\n\x0fservice_account\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x14\n\x0cinbound_port\x18\x08 \x01(\r\x12\x12\n\nadmin_port\x18\t \x01(\r\x12\x15\n\ragent_version\x18\n \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x10RegisterResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x11.mesh.v1.Snapshot\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"K\n\x08\x43ounters\x12\x16\n\x0erequests_total\x18\x01 \x01(\x04\x12\x14\n\x0c\x65rrors_total\x18\x02 \x01(\x04\x12\x11\n\tin_flight\x18\x03 \x01(\x04\"s\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplied_version\x18\x02 \x01(\x04\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12#\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x11.mesh.v1.Counters\"d\n\x11HeartbeatResponse\x12\x16\n\x0elatest_version\x18\x01 \x01(\x04\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x11.mesh.v1.Snapshot\x12\x12\n\nreregister\x18\x03 \x01(\x08\"%\n\x11\x44\x65registerRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"\xae\x01\n\x17IssueCertificateRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x12\n\njoin_token\x18\x03 \x01(\t\x12\x18\n\x10kubernetes_token\x18\x04 \x01(\t\x12%\n\x1d\x63urrent_certificate_chain_pem\x18\x05 \x01(\x0c\x12\x1b\n\x13proof_of_possession\x18\x06 \x01(\x0c\"~\n\x18IssueCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12\x11\n\tspiffe_id\x18\x03 \x01(\t\x12\x16\n\x0enot_after_unix\x18\x04 \x01(\x03\x32\xb2\x02\n\x0bMeshControl\x12?\n\x08Register\x12\x18.mesh.v1.RegisterRequest\x1a\x19.mesh.v1.RegisterResponse\x12\x42\n\tHeartbeat\x12\x19.mesh.v1.HeartbeatRequest\x1a\x1a.mesh.v1.HeartbeatResponse\x12\x45\n\nDeregister\x12\x1a.mesh.v1.DeregisterRequest\x1a\x1b.mesh.v1.DeregisterResponse\x12W\n\x10IssueCertificate\x12 .mesh.v1.IssueCertificateRequest\x1a!.mesh.v1.IssueCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proxyagent/protocol/v1/control.proto\x12\x07mesh.v1\x1a%proxyagent/protocol/v1/snapshot.proto\"\xbd\x02\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08workload\x18\x04 \x01(\t\x12\x34\n\x06labels\x18\x05 \x03(\x0b\x32$.mesh.v1.RegisterRequest.LabelsEntry\x12\x17\n\x0fservice_account\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x14\n\x0cinbound_port\x18\x08 \x01(\r\x12\x12\n\nadmin_port\x18\t \x01(\r\x12\x15\n\ragent_version\x18\n \x01(\t\x12\x12\n\nadmin_mtls\x18\x0b \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x10RegisterResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x11.mesh.v1.Snapshot\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"K\n\x08\x43ounters\x12\x16\n\x0erequests_total\x18\x01 \x01(\x04\x12\x14\n\x0c\x65rrors_total\x18\x02 \x01(\x04\x12\x11\n\tin_flight\x18\x03 \x01(\x04\"s\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplied_version\x18\x02 \x01(\x04\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12#\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x11.mesh.v1.Counters\"d\n\x11HeartbeatResponse\x12\x16\n\x0elatest_version\x18\x01 \x01(\x04\x12#\n\x08snapshot\x18\x02 \x01(\x0b\x32\x11.mesh.v1.Snapshot\x12\x12\n\nreregister\x18\x03 \x01(\x08\"%\n\x11\x44\x65registerRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"\xae\x01\n\x17IssueCertificateRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x12\n\njoin_token\x18\x03 \x01(\t\x12\x18\n\x10kubernetes_token\x18\x04 \x01(\t\x12%\n\x1d\x63urrent_certificate_chain_pem\x18\x05 \x01(\x0c\x12\x1b\n\x13proof_of_possession\x18\x06 \x01(\x0c\"~\n\x18IssueCertificateResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12\x11\n\tspiffe_id\x18\x03 \x01(\t\x12\x16\n\x0enot_after_unix\x18\x04 \x01(\x03\x32\xb2\x02\n\x0bMeshControl\x12?\n\x08Register\x12\x18.mesh.v1.RegisterRequest\x1a\x19.mesh.v1.RegisterResponse\x12\x42\n\tHeartbeat\x12\x19.mesh.v1.HeartbeatRequest\x1a\x1a.mesh.v1.HeartbeatResponse\x12\x45\n\nDeregister\x12\x1a.mesh.v1.DeregisterRequest\x1a\x1b.mesh.v1.DeregisterResponse\x12W\n\x10IssueCertificate\x12 .mesh.v1.IssueCertificateRequest\x1a!.mesh.v1.IssueCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERREQUEST']._serialized_start=89
-  _globals['_REGISTERREQUEST']._serialized_end=386
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=341
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=386
-  _globals['_REGISTERRESPONSE']._serialized_start=388
-  _globals['_REGISTERRESPONSE']._serialized_end=492
-  _globals['_COUNTERS']._serialized_start=494
-  _globals['_COUNTERS']._serialized_end=569
-  _globals['_HEARTBEATREQUEST']._serialized_start=571
-  _globals['_HEARTBEATREQUEST']._serialized_end=686
-  _globals['_HEARTBEATRESPONSE']._serialized_start=688
-  _globals['_HEARTBEATRESPONSE']._serialized_end=788
-  _globals['_DEREGISTERREQUEST']._serialized_start=790
-  _globals['_DEREGISTERREQUEST']._serialized_end=827
-  _globals['_DEREGISTERRESPONSE']._serialized_start=829
-  _globals['_DEREGISTERRESPONSE']._serialized_end=849
-  _globals['_ISSUECERTIFICATEREQUEST']._serialized_start=852
-  _globals['_ISSUECERTIFICATEREQUEST']._serialized_end=1026
-  _globals['_ISSUECERTIFICATERESPONSE']._serialized_start=1028
-  _globals['_ISSUECERTIFICATERESPONSE']._serialized_end=1154
-  _globals['_MESHCONTROL']._serialized_start=1157
-  _globals['_MESHCONTROL']._serialized_end=1463
+  _globals['_REGISTERREQUEST']._serialized_end=406
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=361
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=406
+  _globals['_REGISTERRESPONSE']._serialized_start=408
+  _globals['_REGISTERRESPONSE']._serialized_end=512
+  _globals['_COUNTERS']._serialized_start=514
+  _globals['_COUNTERS']._serialized_end=589
+  _globals['_HEARTBEATREQUEST']._serialized_start=591
+  _globals['_HEARTBEATREQUEST']._serialized_end=706
+  _globals['_HEARTBEATRESPONSE']._serialized_start=708
+  _globals['_HEARTBEATRESPONSE']._serialized_end=808
+  _globals['_DEREGISTERREQUEST']._serialized_start=810
+  _globals['_DEREGISTERREQUEST']._serialized_end=847
+  _globals['_DEREGISTERRESPONSE']._serialized_start=849
+  _globals['_DEREGISTERRESPONSE']._serialized_end=869
+  _globals['_ISSUECERTIFICATEREQUEST']._serialized_start=872
+  _globals['_ISSUECERTIFICATEREQUEST']._serialized_end=1046
+  _globals['_ISSUECERTIFICATERESPONSE']._serialized_start=1048
+  _globals['_ISSUECERTIFICATERESPONSE']._serialized_end=1174
+  _globals['_MESHCONTROL']._serialized_start=1177
+  _globals['_MESHCONTROL']._serialized_end=1483
 # @@protoc_insertion_point(module_scope)

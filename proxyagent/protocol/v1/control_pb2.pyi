@@ -53,6 +53,7 @@ class RegisterRequest(_message.Message):
     INBOUND_PORT_FIELD_NUMBER: _builtins.int
     ADMIN_PORT_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    ADMIN_MTLS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """Stable across restarts of the same instance (e.g. <service>-<host>-<inbound port>)."""
     service: _builtins.str
@@ -66,6 +67,10 @@ class RegisterRequest(_message.Message):
     admin_port: _builtins.int
     """Where the control plane reaches this agent's AgentAdmin service."""
     agent_version: _builtins.str
+    admin_mtls: _builtins.bool
+    """The agent's AgentAdmin accepts only mutual TLS from the control plane's identity: pushes must
+    present it, and verify the agent by the DNS name its certificate derives from its SPIFFE id.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -81,10 +86,11 @@ class RegisterRequest(_message.Message):
         inbound_port: _builtins.int = ...,
         admin_port: _builtins.int = ...,
         agent_version: _builtins.str = ...,
+        admin_mtls: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "admin_port", b"admin_port", "agent_id", b"agent_id", "agent_version", b"agent_version", "inbound_port", b"inbound_port", "labels", b"labels", "namespace", b"namespace", "service", b"service", "service_account", b"service_account", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "admin_mtls", b"admin_mtls", "admin_port", b"admin_port", "agent_id", b"agent_id", "agent_version", b"agent_version", "inbound_port", b"inbound_port", "labels", b"labels", "namespace", b"namespace", "service", b"service", "service_account", b"service_account", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
