@@ -10,6 +10,7 @@ up without a restart.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 
@@ -24,6 +25,9 @@ from meshui.identity.issuance import bundle_pem, ca_store
 from meshui.identity.spiffe import SpiffeId
 
 logger = logging.getLogger(__name__)
+BUNDLE_CHECK_INTERVAL = dt.timedelta(seconds=5)
+# Unique across identities in this process, so a channel cached for an older one is never reused.
+_GENERATIONS = itertools.count(1)
 
 
 def control_plane_spiffe_id() -> SpiffeId:
@@ -39,6 +43,9 @@ class ControlPlaneIdentity:
         self._lock = threading.Lock()
         self._renew_at: dt.datetime | None = None
         self._served: tuple[bytes, bytes] | None = None  # (chain, bundle) last handed to gRPC
+        # Bumped with each new certificate or bundle: clients keyed by it open fresh channels.
+        self.generation = 0
+        self._bundle_checked: dt.datetime | None = None
         self.key_pem = b""
         self.chain_pem = b""
         self.bundle_pem = b""
@@ -55,6 +62,7 @@ class ControlPlaneIdentity:
         )
         self.chain_pem = issued.chain_pem
         self.bundle_pem = bundle_pem(store, now)
+        self.generation = next(_GENERATIONS)
         lifetime = issued.certificate.not_valid_after_utc - now
         self._renew_at = now + lifetime / 2
         logger.info("control plane certificate for %s, renewing at %s", ", ".join(self.hosts), self._renew_at)
@@ -85,3 +93,31 @@ class ControlPlaneIdentity:
             self._current,  # type: ignore[arg-type]  # gRPC documents None as "unchanged"; the stubs do not
             require_client_authentication=False,
         )
+
+    def client_material(self) -> tuple[int, bytes, bytes, bytes]:
+        """(generation, key, chain, bundle) for calling agents as the control plane, renewed when due."""
+        with self._lock:
+            now = timezone.now()
+            due = self._renew_at is not None and now >= self._renew_at
+            # A new bundle means a rotation (or another CA): a certificate from the current signer goes with
+            # it. Looked at every few seconds, not on every call: a rollout asks once per agent.
+            if not due and (self._bundle_checked is None or now - self._bundle_checked >= BUNDLE_CHECK_INTERVAL):
+                self._bundle_checked = now
+                due = bundle_pem(ca_store(), now) != self.bundle_pem
+            if due:
+                self._issue(now)
+            return self.generation, self.key_pem, self.chain_pem, self.bundle_pem
+
+
+_client_identity: ControlPlaneIdentity | None = None
+_client_lock = threading.Lock()
+
+
+def control_plane_client_material() -> tuple[int, bytes, bytes, bytes]:
+    """This process's identity as a client of agents (made on first use; its key lives only in memory)."""
+    global _client_identity
+    with _client_lock:
+        if _client_identity is None:
+            _client_identity = ControlPlaneIdentity((), dt.timedelta(hours=settings.MESH_CERT_TTL_HOURS))
+        identity = _client_identity
+    return identity.client_material()

@@ -62,6 +62,9 @@ class PushTarget:
     address: str
     # A serialized ``Snapshot``: the same bytes object for every agent that gets the same snapshot.
     payload: bytes
+    # For an agent whose AgentAdmin takes only mutual TLS: the DNS name its certificate must carry
+    # (derived from its SPIFFE id). None: plaintext.
+    tls_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,40 +115,71 @@ def serialize_once(snapshots: Mapping[int, snapshot_pb2.Snapshot]) -> dict[int, 
     return payloads
 
 
+# (key PEM, certificate chain PEM, trust bundle PEM) of the control plane's own identity, and a
+# generation that changes when it is renewed.
+ClientIdentity = tuple[int, bytes, bytes, bytes]
+ChannelKey = tuple[str, str | None, int]
+
+
 class ChannelPool:
     """gRPC channels to agents by address, kept between rollouts; at most ``max_channels``, least recently used go.
 
+    Channels to agents that take only mutual TLS present the control plane's certificate
+    (``client_identity``) and verify the agent by the DNS name its SPIFFE id gives; such a
+    channel is keyed by the identity's generation too, so a renewed certificate opens new ones.
     Use it from one event loop only (the loop its channels belong to).
     """
 
-    def __init__(self, max_channels: int = 4096, close_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        max_channels: int = 4096,
+        close_grace_s: float = 5.0,
+        client_identity: Callable[[], ClientIdentity] | None = None,
+    ) -> None:
         self._max_channels = max(1, max_channels)
         self._close_grace_s = close_grace_s
-        self._channels: OrderedDict[str, tuple[grpc.aio.Channel, ApplyCall]] = OrderedDict()
+        self.client_identity = client_identity
+        self._channels: OrderedDict[ChannelKey, tuple[grpc.aio.Channel, ApplyCall]] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._channels)
 
-    def apply_call(self, address: str) -> ApplyCall:
-        entry = self._channels.get(address)
+    def _open(self, address: str, tls_name: str | None) -> tuple[ChannelKey, grpc.aio.Channel]:
+        if tls_name is None:
+            return (address, None, 0), grpc.aio.insecure_channel(address)
+        if self.client_identity is None:
+            raise RuntimeError("this agent takes only mutual TLS, and the control plane has no client identity here")
+        generation, key, chain, bundle = self.client_identity()
+        credentials = grpc.ssl_channel_credentials(root_certificates=bundle, private_key=key, certificate_chain=chain)
+        channel = grpc.aio.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", tls_name)])
+        return (address, tls_name, generation), channel
+
+    def _key(self, address: str, tls_name: str | None) -> ChannelKey:
+        if tls_name is None or self.client_identity is None:
+            return (address, tls_name, 0)
+        return (address, tls_name, self.client_identity()[0])
+
+    def apply_call(self, address: str, tls_name: str | None = None) -> ApplyCall:
+        key = self._key(address, tls_name)
+        entry = self._channels.get(key)
         if entry is not None:
-            self._channels.move_to_end(address)
+            self._channels.move_to_end(key)
             return entry[1]
-        channel = grpc.aio.insecure_channel(address)
+        key, channel = self._open(address, tls_name)
         # No request serializer: the payload is already a serialized Snapshot.
         call: ApplyCall = channel.unary_unary(
             APPLY_CONFIG, response_deserializer=admin_pb2.ApplyConfigResponse.FromString
         )
-        self._channels[address] = (channel, call)
+        self._channels[key] = (channel, call)
         while len(self._channels) > self._max_channels:
             _, (oldest, _) = self._channels.popitem(last=False)
             self._close_later(oldest)
         return call
 
-    def discard(self, address: str) -> None:
+    def discard(self, address: str, tls_name: str | None = None) -> None:
         """Forget the channel to ``address`` (after a transport failure): the next call connects afresh."""
-        entry = self._channels.pop(address, None)
+        entry = self._channels.pop(self._key(address, tls_name), None)
         if entry is not None:
             self._close_later(entry[0])
 
@@ -193,19 +227,19 @@ async def push_one(
         attempt += 1
         async with semaphore:
             try:
-                reply = await pool.apply_call(target.address)(target.payload, timeout=deadline_s)
+                reply = await pool.apply_call(target.address, target.tls_name)(target.payload, timeout=deadline_s)
             except grpc.aio.AioRpcError as exc:
                 error = exc
             except Exception as exc:  # one agent's odd failure must not sink the rollout to the others
                 logger.exception("push to agent #%s at %s failed", target.agent_pk, target.address)
-                pool.discard(target.address)
+                pool.discard(target.address, target.tls_name)
                 detail = f"{type(exc).__name__}: {exc}"[:DETAIL_MAX]
                 return PushResult(target.agent_pk, PushOutcome.UNREACHABLE, None, detail, attempt)
             else:
                 return result_from_reply(target.agent_pk, version, reply, attempt)
         code = error.code()
         if code in RETRYABLE_CODES:
-            pool.discard(target.address)
+            pool.discard(target.address, target.tls_name)
         if code not in RETRYABLE_CODES or attempt >= retry.attempts:
             return PushResult(target.agent_pk, PushOutcome.UNREACHABLE, None, _describe(error), attempt)
         delay = retry.backoff(attempt, rng)
@@ -245,9 +279,9 @@ async def push_all(
 class Pusher:
     """A daemon thread running this process's push event loop, and the channel pool that lives in it."""
 
-    def __init__(self, max_channels: int = 4096) -> None:
+    def __init__(self, max_channels: int = 4096, client_identity: Callable[[], ClientIdentity] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.pool = ChannelPool(max_channels)
+        self.pool = ChannelPool(max_channels, client_identity=client_identity)
         self._thread = threading.Thread(target=self.loop.run_forever, name="meshui-pusher", daemon=True)
         self._thread.start()
 
@@ -271,12 +305,14 @@ _pusher_pid = 0
 _pusher_lock = threading.Lock()
 
 
-def get_pusher(max_channels: int = 4096) -> Pusher:
+def get_pusher(max_channels: int = 4096, client_identity: Callable[[], ClientIdentity] | None = None) -> Pusher:
     """This process's pusher, started on first use (after a fork, afresh: threads and channels do not survive one)."""
     global _pusher, _pusher_pid
     with _pusher_lock:
         if _pusher is None or _pusher_pid != os.getpid():
-            _pusher, _pusher_pid = Pusher(max_channels), os.getpid()
+            _pusher, _pusher_pid = Pusher(max_channels, client_identity), os.getpid()
+        elif client_identity is not None:
+            _pusher.pool.client_identity = client_identity
         return _pusher
 
 

@@ -25,6 +25,8 @@ from django.db import transaction
 from django.db.models import Q
 
 from meshui.catalog.models import Agent, AgentStatus
+from meshui.identity.control_identity import control_plane_client_material
+from meshui.identity.spiffe import SpiffeId
 from meshui.rollout.models import ConfigPush, MeshVersion, PushOutcome
 from meshui.rollout.progress import ROLLOUT_GROUP, RolloutProgress
 from meshui.rollout.push import (
@@ -56,6 +58,11 @@ def retry_policy() -> RetryPolicy:
         base_delay_s=settings.MESH_ROLLOUT_RETRY_BASE_SECONDS,
         max_delay_s=settings.MESH_ROLLOUT_RETRY_MAX_SECONDS,
     )
+
+
+def _tls_name(namespace: str, service_account: str | None) -> str:
+    """The DNS name an agent's certificate carries for its SPIFFE id: what the push verifies."""
+    return SpiffeId(settings.MESH_TRUST_DOMAIN, namespace, service_account or "default").dns_name
 
 
 async def _push_one(agent_pk: int, address: str, snapshot: snapshot_pb2.Snapshot, deadline_s: float) -> PushResult:
@@ -144,7 +151,7 @@ def run_rollout(
     publish: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, int]:
     """Push to ``targets`` on the pusher's loop while this thread records outcomes and publishes progress."""
-    pusher = pusher or get_pusher(settings.MESH_ROLLOUT_MAX_CHANNELS)
+    pusher = pusher or get_pusher(settings.MESH_ROLLOUT_MAX_CHANNELS, control_plane_client_material)
     publish = publish or _publisher(pusher)
     outcomes = _Outcomes()
     publish(progress.event([]))
@@ -224,14 +231,20 @@ def push_snapshots(version: int) -> dict[str, int]:
         .exclude(admin_address="")
         .exclude(config_version__gte=latest)
         .order_by("pk")
-        .values_list("pk", "agent_id", "namespace__name", "admin_address")
+        .values_list(
+            "pk", "agent_id", "namespace__name", "admin_address", "admin_mtls", "instance__workload__service_account"
+        )
     )
     if not rows:
         return {}
     payloads = serialize_once(build_agent_snapshots(latest, [pk for pk, *_ in rows]))
-    targets = [PushTarget(pk, address, payloads[pk]) for pk, _, _, address in rows if pk in payloads]
+    targets = [
+        PushTarget(pk, address, payloads[pk], _tls_name(namespace, account) if mtls else None)
+        for pk, _, namespace, address, mtls, account in rows
+        if pk in payloads
+    ]
     progress = RolloutProgress(
-        latest, version, {pk: (agent_id, namespace) for pk, agent_id, namespace, _ in rows if pk in payloads}
+        latest, version, {pk: (agent_id, namespace) for pk, agent_id, namespace, *_ in rows if pk in payloads}
     )
     logger.info(
         "rolling out v%s to %d agents (%d distinct snapshots)",
