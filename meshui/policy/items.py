@@ -16,6 +16,7 @@ from meshui.catalog.models import Namespace, Service, Workload
 from meshui.policy.models import NAMESPACE_SINGLETONS, SINGLETON_NAME, ChangeOperation, Policy, PolicyKind
 from meshui.policy.validation import (
     Warning,
+    authorization_conflict_warnings,
     validate_authorization_policy,
     validate_namespace_authorization_default,
     validate_peer_authentication,
@@ -84,6 +85,16 @@ def _check_target(namespace: Namespace, item: ProposedItem) -> None:
         raise ValidationError({"service": [f"No service {item.service!r} in namespace {namespace.name!r}."]})
 
 
+def _overlapping_authorization(namespace: Namespace, item: ProposedItem) -> list[tuple[str, Any]]:
+    """The namespace's other live authorization policies that apply wherever ``item`` does."""
+    others = Policy.objects.filter(namespace=namespace, kind=PolicyKind.AUTHORIZATION).exclude(name=item.name)
+    return [
+        (f"{namespace.name}/{policy.name}", policy.spec)
+        for policy in others
+        if "" in (policy.service, item.service) or policy.service == item.service
+    ]
+
+
 def check_item(namespace: Namespace, item: ProposedItem) -> CheckedItem:
     """Validate ``item`` against its schema and the current live policy of ``namespace``."""
     _check_target(namespace, item)
@@ -101,6 +112,8 @@ def check_item(namespace: Namespace, item: ProposedItem) -> CheckedItem:
     if item.spec is None:
         raise ValidationError({"spec": ["This field is required."]})
     spec, warnings = _validate_spec(namespace, item)
+    if item.kind == PolicyKind.AUTHORIZATION:
+        warnings = warnings + authorization_conflict_warnings(spec, _overlapping_authorization(namespace, item))
     validated = ProposedItem(item.operation, item.kind, item.name, item.service, _plain(spec))
     return CheckedItem(validated, live.spec_digest if live else "", warnings)
 

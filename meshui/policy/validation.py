@@ -23,6 +23,10 @@ Warnings are computed from the *validated* spec (the output of the serializer).
 |       |                              | methods/paths/ports, and no ``when`` (or the same ``when``)  |
 | AP003 | ``rules[i].to.methods[k]``   | a method with lowercase letters (methods are case-sensitive; |
 |       |                              | ``get`` does not match ``GET``)                              |
+| AP005 | ``rules[i]``                 | an ALLOW rule every request of which a DENY policy of the    |
+|       |                              | namespace refuses first: it never takes effect               |
+| AP006 | ``rules[i]``                 | a DENY rule that overrides every request an ALLOW rule of     |
+|       |                              | another policy allows                                        |
 | AP004 | ``rules[i].from.<list>``     | ``*`` next to specific entries in one source list: the       |
 |       |                              | specific entries are redundant                               |
 
@@ -508,6 +512,49 @@ def _covers(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> bool:
     return same_sources and any_operation and (not conditions or conditions == (later.get("when") or []))
 
 
+def _matches_everything(rule: Mapping[str, Any]) -> bool:
+    operation = rule.get("to") or {}
+    return (
+        not rule.get("from")
+        and not any(operation.get(k) for k in ("methods", "paths", "ports"))
+        and not rule.get("when")
+    )
+
+
+def authorization_conflict_warnings(
+    spec: Mapping[str, Any], others: list[tuple[str, Mapping[str, Any]]]
+) -> list[Warning]:
+    """Warnings for a policy against the namespace's other authorization policies (``(id, spec)``) that
+    apply where it does: AP005 and AP006. DENY is evaluated before ALLOW, so a DENY rule covering an
+    ALLOW rule makes the ALLOW rule dead."""
+    warnings = []
+    rules = spec.get("rules", [])
+    for other_id, other in others:
+        other_rules = other.get("rules", [])
+        if spec["action"] == "ALLOW" and other["action"] == "DENY":
+            for index, rule in enumerate(rules):
+                if any(_matches_everything(deny) or _covers(deny, rule) for deny in other_rules):
+                    warnings.append(
+                        Warning(
+                            "AP005",
+                            f"rules[{index}]",
+                            f"DENY policy {other_id} refuses every request this rule allows.",
+                        )
+                    )
+        elif spec["action"] == "DENY" and other["action"] == "ALLOW":
+            for index, rule in enumerate(rules):
+                dead = [j for j, allow in enumerate(other_rules) if _matches_everything(rule) or _covers(rule, allow)]
+                if dead:
+                    warnings.append(
+                        Warning(
+                            "AP006",
+                            f"rules[{index}]",
+                            f"This rule refuses every request that rules{dead} of ALLOW policy {other_id} would allow.",
+                        )
+                    )
+    return warnings
+
+
 def _normalized(rule: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     # An absent "from"/"to"/"when" and an empty one mean the same: no restriction.
     return (rule.get("from") or {}, rule.get("to") or {}, rule.get("when") or [])
@@ -584,6 +631,7 @@ __all__ = [
     "TrafficPolicySpecSerializer",
     "ValidationError",
     "Warning",
+    "authorization_conflict_warnings",
     "authorization_policy_warnings",
     "traffic_policy_warnings",
     "validate_authorization_policy",

@@ -372,3 +372,36 @@ def test_config_versions_filter_by_time(cast: dict[str, Any], reviews: Service) 
     assert len(cast["viewer"].get("/api/v1/config-versions/", {"since": earlier}).json()["results"]) == 1
     assert cast["viewer"].get("/api/v1/config-versions/", {"since": later}).json()["results"] == []
     assert cast["viewer"].get("/api/v1/config-versions/", {"until": earlier}).json()["results"] == []
+
+
+def test_authorization_rules_shadowed_by_another_policy_are_flagged(cast: dict[str, Any], reviews: Service) -> None:
+    deny_batch = {
+        "operation": "create",
+        "kind": "authorization",
+        "name": "no-batch",
+        "service": "reviews",
+        "spec": {"action": "DENY", "rules": [{"from": {"namespaces": ["batch"]}}]},
+    }
+    applied_change(cast, [deny_batch])
+    allow = {
+        "operation": "create",
+        "kind": "authorization",
+        "name": "callers",
+        "spec": {
+            "action": "ALLOW",
+            "rules": [{"from": {"namespaces": ["batch"]}}, {"from": {"namespaces": ["alpha"]}}],
+        },
+    }
+    change = open_change(cast["editor"], [allow])
+    warnings = [(w["code"], w["field"]) for w in change["items"][0]["warnings"]]
+    assert warnings == [("AP005", "rules[0]")]
+    message = change["items"][0]["warnings"][0]["message"]
+    assert "alpha/no-batch" in message
+
+    deny_all = {**deny_batch, "name": "lockdown", "spec": {"action": "DENY", "rules": [{}]}}
+    applied_change(
+        cast,
+        [{**allow, "name": "web-only", "spec": {"action": "ALLOW", "rules": [{"from": {"namespaces": ["alpha"]}}]}}],
+    )
+    flagged = open_change(cast["editor"], [deny_all])
+    assert [(w["code"], w["field"]) for w in flagged["items"][0]["warnings"]] == [("AP006", "rules[0]")]
