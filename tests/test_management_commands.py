@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from meshui.accounts.models import RoleBinding
 from meshui.audit.models import AuditAction, AuditEvent
 from meshui.catalog.models import Namespace
+from meshui.policy.models import ConfigVersion, Policy
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +74,19 @@ def test_demo_users_hold_the_editor_and_approver_roles(monkeypatch: pytest.Monke
     roles = set(RoleBinding.objects.filter(namespace=shop).values_list("user__username", "role"))
     assert roles == {("editor", "editor"), ("approver", "approver")}
     assert User.objects.get(username="approver").check_password("a demo password of some length")
+
+
+def test_demo_policy_locks_the_namespace_down_through_a_reviewed_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHUI_DEMO_PASSWORD", "a demo password of some length")
+    call_command("demo_users", "--namespace", "shop", stdout=StringIO())
+    assert "applied config version 1" in _run("demo_policy", "--namespace", "shop")
+    version = ConfigVersion.objects.get()
+    assert (version.author_name, version.approver_names, version.applied_by_name) == ("editor", ["approver"], "editor")
+    kinds = dict(Policy.objects.filter(namespace__name="shop").values_list("kind", "spec"))
+    assert kinds["authorization_default"] == {"default": "deny-all"}
+    assert kinds["peer_authentication"] == {"mode": "STRICT"}
+    assert "left as it is" in _run("demo_policy", "--namespace", "shop")
+    assert ConfigVersion.objects.count() == 1
+    actors = set(AuditEvent.objects.filter(object_type="policy.changerequest").values_list("actor_name", "action"))
+    assert ("approver", "approve") in actors
+    assert ("editor", "apply") in actors
