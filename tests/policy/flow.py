@@ -25,3 +25,13 @@ def open_change(client: APIClient, items: list[dict[str, Any]], namespace: str =
 
 def act(client: APIClient, change_id: int, verb: str, body: dict[str, Any] | None = None) -> Any:
     return client.post(f"/api/v1/change-requests/{change_id}/{verb}/", body or {}, format="json")
+
+
+def applied_change(cast: dict[str, Any], items: list[dict[str, Any]]) -> Any:
+    """Open, submit, approve (by another user) and apply a change; the applied change request."""
+    change = open_change(cast["editor"], items)
+    act(cast["editor"], change["id"], "submit")
+    act(cast["approver"], change["id"], "approve")
+    response = act(cast["editor"], change["id"], "apply")
+    assert response.status_code == 200, response.content
+    return response.json()

@@ -13,7 +13,7 @@ from meshui.catalog.models import Service
 from meshui.policy.changes import do_expire_changes
 from meshui.policy.models import ChangeRequest, ConfigVersion, ImmutableVersionError, Policy, PolicyKind
 from meshui.rollout.models import MeshVersion
-from tests.policy.flow import SPLIT_90_10, act, open_change, traffic_item
+from tests.policy.flow import SPLIT_90_10, act, applied_change, open_change, traffic_item
 
 pytestmark = pytest.mark.django_db
 
@@ -223,15 +223,6 @@ def test_a_viewer_cannot_propose_and_live_policy_is_read_only(cast: dict[str, An
     direct = cast["admin"].post("/api/v1/traffic-policies/", {"name": "reviews"}, format="json")
     assert direct.status_code == 405
     assert "change request" in direct.json()["detail"]
-
-
-def applied_change(cast: dict[str, Any], items: list[dict[str, Any]]) -> Any:
-    change = open_change(cast["editor"], items)
-    act(cast["editor"], change["id"], "submit")
-    act(cast["approver"], change["id"], "approve")
-    response = act(cast["editor"], change["id"], "apply")
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 def test_applying_over_a_policy_that_moved_on_is_a_conflict(cast: dict[str, Any], reviews: Service) -> None:

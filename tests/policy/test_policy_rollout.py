@@ -15,18 +15,9 @@ from meshui.rollout.models import ConfigPush, MeshVersion, PushOutcome
 from meshui.rollout.snapshots import build_agent_snapshot, build_agent_snapshots
 from meshui.telemetry.models import EdgeBucket, Reporter
 from proxyagent.protocol.v1 import snapshot_pb2
-from tests.policy.flow import SPLIT_90_10, act, open_change, traffic_item
+from tests.policy.flow import SPLIT_90_10, applied_change, open_change, traffic_item
 
 pytestmark = pytest.mark.django_db
-
-
-def apply_items(cast: dict[str, Any], items: list[dict[str, Any]]) -> Any:
-    change = open_change(cast["editor"], items)
-    act(cast["editor"], change["id"], "submit")
-    act(cast["approver"], change["id"], "approve")
-    response = act(cast["editor"], change["id"], "apply")
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 def agent_for(workload: Workload, number: int) -> Agent:
@@ -62,7 +53,7 @@ RESILIENT = {
 
 
 def test_a_traffic_policy_reaches_every_callers_snapshot(cast: dict[str, Any], agents: dict[str, Agent]) -> None:
-    applied = apply_items(cast, [traffic_item(RESILIENT)])
+    applied = applied_change(cast, [traffic_item(RESILIENT)])
     snapshots = build_agent_snapshots(MeshVersion.current(), [agent.pk for agent in agents.values()])
     web_snapshot = snapshots[agents["web"].pk]
     assert web_snapshot.policy_version == applied["applied_version"] == 1
@@ -86,7 +77,7 @@ def test_a_traffic_policy_reaches_every_callers_snapshot(cast: dict[str, Any], a
 
 
 def test_each_agent_gets_only_its_own_inbound_policy(cast: dict[str, Any], agents: dict[str, Agent]) -> None:
-    apply_items(
+    applied_change(
         cast,
         [
             {
@@ -121,7 +112,7 @@ def test_each_agent_gets_only_its_own_inbound_policy(cast: dict[str, Any], agent
 
 
 def test_rollout_progress_counts_acked_pending_and_failed(cast: dict[str, Any], agents: dict[str, Agent]) -> None:
-    applied = apply_items(cast, [traffic_item(SPLIT_90_10)])
+    applied = applied_change(cast, [traffic_item(SPLIT_90_10)])
     version = ConfigVersion.objects.get(number=applied["applied_version"])
     Agent.objects.filter(pk=agents["web"].pk).update(config_version=version.mesh_version)
     ConfigPush.objects.create(
