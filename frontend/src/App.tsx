@@ -12,6 +12,7 @@ const ChangeEditorPage = lazy(() =>
 const ChangePage = lazy(() => import("./pages/ChangePage").then((module) => ({ default: module.ChangePage })));
 const ChangesPage = lazy(() => import("./pages/ChangesPage").then((module) => ({ default: module.ChangesPage })));
 const GraphPage = lazy(() => import("./pages/GraphPage").then((module) => ({ default: module.GraphPage })));
+const IdentityPage = lazy(() => import("./pages/IdentityPage").then((module) => ({ default: module.IdentityPage })));
 const PoliciesPage = lazy(() => import("./pages/PoliciesPage").then((module) => ({ default: module.PoliciesPage })));
 const ServicePage = lazy(() => import("./pages/ServicePage").then((module) => ({ default: module.ServicePage })));
 const ServicesPage = lazy(() => import("./pages/ServicesPage").then((module) => ({ default: module.ServicesPage })));
@@ -42,6 +43,7 @@ export function App() {
         <Route path="changes/:changeId/edit" element={<ChangeEditorPage />} />
         <Route path="versions" element={<VersionsPage />} />
         <Route path="versions/:number" element={<VersionPage />} />
+        <Route path="identity" element={<IdentityPage />} />
         <Route path="*" element={<NotFoundPage />} />
       </Route>
     </Routes>

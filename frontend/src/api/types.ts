@@ -59,6 +59,9 @@ export interface Agent {
   status: "connected" | "stale" | "disconnected";
   last_heartbeat: string | null;
   registered_at: string;
+  /** The SPIFFE id of the certificate the CA last issued to this agent; null while it holds none. */
+  certificate_spiffe_id: string | null;
+  certificate_not_after: string | null;
 }
 
 export interface GraphWindow {
@@ -78,13 +81,23 @@ export type TraceSummary = TraceDetail["trace"];
 
 export type { SeriesPoint, TraceDetail };
 
+export interface DeniedCaller {
+  source_workload: string;
+  denied: number;
+  denied_rps: number;
+}
+
 export interface ServiceMetrics {
   service: string;
   window: GraphWindow;
   step_s: number;
   inbound: SeriesPoint[];
   outbound: SeriesPoint[];
+  /** The callers an authorization policy refused most in the window. */
+  denied_callers: DeniedCaller[];
 }
+
+export type { CaRoot, CaStatus, IssuedCertificate, JoinToken, JoinTokenState } from "../model/identity";
 
 export type {
   Approval,

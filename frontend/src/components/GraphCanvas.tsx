@@ -2,8 +2,9 @@ import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
 import { useEffect, useRef } from "react";
 import {
   diffGraph,
+  edgeCanvasLabel,
+  edgeClasses,
   edgeId,
-  edgeLabel,
   placeNear,
   type GraphData,
   type GraphEdge,
@@ -37,6 +38,9 @@ const HEALTH_COLOUR: Record<string, string> = {
   degraded: "#e69f00",
   failing: "#d55e00",
 };
+// Okabe–Ito blue marks mutual TLS; vermillion marks denials (with a dotted line, a bar head and "⊘" in the label).
+const MTLS_COLOUR = "#0072b2";
+const DENIED_COLOUR = "#d55e00";
 
 // Past this many nodes the graph takes its fast path: a grid instead of layered layout, and edge labels only on
 // the selected edge (thousands of labels cannot be read anyway, and measuring them dominates the first render).
@@ -106,10 +110,37 @@ function stylesheet(big: boolean): cytoscape.StylesheetJson {
     },
     // Two calls in opposite directions would draw on top of each other as straight lines.
     { selector: "edge.bidirectional", style: { "curve-style": "bezier" } },
-    { selector: "edge.mtls", style: { width: 3, "source-arrow-shape": "square", "source-arrow-color": "#0072b2" } },
+    // Every call over mutual TLS: a thicker line with a square "lock" at the caller's end (and "mTLS" in the label).
+    {
+      selector: "edge.mtls",
+      style: {
+        width: 3,
+        "source-arrow-shape": "square",
+        "source-arrow-color": MTLS_COLOUR,
+        "source-arrow-fill": "filled",
+      },
+    },
+    // Some calls in plain text: long dashes, and a hollow square at the caller's end.
+    {
+      selector: "edge.mtls-partial",
+      style: {
+        "line-style": "dashed",
+        "line-dash-pattern": [8, 4],
+        "source-arrow-shape": "square",
+        "source-arrow-color": MTLS_COLOUR,
+        "source-arrow-fill": "hollow",
+      },
+    },
+    // A policy refuses calls on this edge: vermillion, dotted, a bar instead of an arrow head, "⊘" in the label.
     {
       selector: "edge.denied",
-      style: { "line-style": "dotted", width: 3, "line-color": "#d55e00", "target-arrow-shape": "tee" },
+      style: {
+        "line-style": "dotted",
+        width: 3,
+        "line-color": DENIED_COLOUR,
+        "target-arrow-color": DENIED_COLOUR,
+        "target-arrow-shape": "tee",
+      },
     },
     { selector: ".dimmed", style: { opacity: 0.2 } },
     { selector: "node.found", style: { "border-color": "#0072b2", "border-width": 6 } },
@@ -126,10 +157,6 @@ function nodeElement(node: GraphNode, position?: Point): ElementDefinition {
   };
 }
 
-function edgeClasses(edge: GraphEdge): string {
-  return [edge.mtls_share >= 0.99 ? "mtls" : "", edge.denied_rps > 0 ? "denied" : ""].filter(Boolean).join(" ");
-}
-
 function edgeElement(edge: GraphEdge, metric: EdgeMetric): ElementDefinition {
   return {
     group: "edges",
@@ -137,7 +164,7 @@ function edgeElement(edge: GraphEdge, metric: EdgeMetric): ElementDefinition {
       ...edge,
       id: edgeId(edge.source, edge.destination),
       target: edge.destination,
-      label: edgeLabel(edge, metric),
+      label: edgeCanvasLabel(edge, metric),
       colour: look(edge.health).colour,
     },
     classes: edgeClasses(edge),
@@ -352,7 +379,7 @@ export function GraphCanvas({
         markBidirectional(instance, instance.add(diff.addEdges.map((edge) => edgeElement(edge, metric))).edges());
       for (const edge of diff.updateEdges) {
         const element = instance.getElementById(edgeId(edge.source, edge.destination));
-        element.data({ ...edge, label: edgeLabel(edge, metric), colour: look(edge.health).colour });
+        element.data({ ...edge, label: edgeCanvasLabel(edge, metric), colour: look(edge.health).colour });
         element.classes(edgeClasses(edge));
         if (instance.getElementById(edgeId(edge.destination, edge.source)).nonempty())
           element.addClass("bidirectional");
@@ -367,7 +394,7 @@ export function GraphCanvas({
     if (!instance) return;
     instance.batch(() => {
       instance.edges().forEach((edge) => {
-        edge.data("label", edgeLabel(edge.data() as GraphEdge, metric));
+        edge.data("label", edgeCanvasLabel(edge.data() as GraphEdge, metric));
       });
     });
   }, [metric]);

@@ -1,11 +1,38 @@
 import { useState } from "react";
 import { Link } from "react-router";
 import type { Instance, Page, Service, TraceSummary } from "../api/types";
-import { splitNodeId, type GraphData, type Stats } from "../model/graph";
+import { edgeSecurity, splitNodeId, type GraphData, type GraphEdge, type Stats } from "../model/graph";
 import { formatAgo, formatBytes, formatDurationUs, formatMs, formatPercent, formatRate } from "../model/format";
+import { LockIcon } from "./EdgeMarks";
 import type { Selection } from "./GraphCanvas";
 import { useApi, useNow, useScopeQuery, WINDOW_SECONDS } from "./hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "./States";
+
+const SECURITY_WORDS = { mtls: "every call", partial: "some calls in plain text", plain: "no call" } as const;
+
+/** An edge's mutual-TLS share and the rate of calls a policy refused on it. */
+function EdgeSecurityFacts({ edge }: { edge: GraphEdge }) {
+  const security = edgeSecurity(edge);
+  const denied = edge.denied_rps > 0;
+  return (
+    <dl className="signals" data-testid="edge-security" data-security={security} data-denied={denied}>
+      <div>
+        <dt>mTLS share</dt>
+        <dd>
+          {security === "mtls" && <LockIcon title="mutual TLS" />} {formatPercent(edge.mtls_share)}{" "}
+          <span className="muted">({SECURITY_WORDS[security]})</span>
+        </dd>
+      </div>
+      <div>
+        <dt>Denied</dt>
+        <dd className={denied ? "error-text" : undefined}>
+          {denied && <span aria-hidden="true">⊘ </span>}
+          {formatRate(edge.denied_rps)} rps
+        </dd>
+      </div>
+    </dl>
+  );
+}
 
 function Signals({ stats }: { stats: Stats }) {
   return (
@@ -181,9 +208,9 @@ export function GraphSidePanel({
         {close}
       </div>
       <p className="muted">
-        <HealthBadge health={edge.health} /> · mTLS {formatPercent(edge.mtls_share)} · denied{" "}
-        {formatRate(edge.denied_rps)} rps
+        <HealthBadge health={edge.health} />
       </p>
+      <EdgeSecurityFacts edge={edge} />
       <Signals stats={edge} />
       <h3>Traces on this edge</h3>
       <TraceList

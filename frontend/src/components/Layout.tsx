@@ -2,6 +2,7 @@ import { Suspense, useEffect, useState } from "react";
 import { NavLink, Outlet, useLocation } from "react-router";
 import { logout } from "../api/client";
 import type { ChangeRequest, Namespace, Page } from "../api/types";
+import { namespacesWith } from "../model/policy";
 import { Loading } from "./States";
 import { useApi, useMe, useScope, useScopeQuery, WINDOWS, type WindowChoice } from "./hooks";
 
@@ -43,6 +44,9 @@ export function Layout() {
   }, [pathname, reloadInbox]);
   const user = me.state === "ready" ? me.data : null;
   const manages = user ? user.is_superuser || user.capabilities_everywhere.includes("manage") : false;
+  // Join tokens are for the admins of a namespace: the Identity page joins the menu for anyone who is one somewhere.
+  const managed = namespacesWith(user, "manage");
+  const managesSome = user !== null && (managed === null || managed.length > 0);
   const roles = user
     ? user.capabilities_everywhere.length
       ? [`everywhere: ${user.capabilities_everywhere.join(", ")}`]
@@ -78,6 +82,11 @@ export function Layout() {
               )}
             </NavLink>
           ))}
+          {managesSome && (
+            <NavLink to={`/identity${scopeQuery}`} className={({ isActive }) => (isActive ? "active" : "")}>
+              Identity
+            </NavLink>
+          )}
           <a href="/api/docs/">API</a>
           {manages && <a href="/admin/">Admin</a>}
         </nav>

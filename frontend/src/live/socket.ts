@@ -1,15 +1,28 @@
 // One WebSocket to /ws/live/ per tab, shared by every view: topics are (re)subscribed on each (re)connect,
-// so a restart of the control plane costs a gap in the charts, never a dead page.
+// so a restart of the control plane costs a gap in the charts, never a dead page. The rollout feed
+// (/ws/rollout/) is a second endpoint with the same protocol and the same reconnecting socket.
 
 export type LiveMessage = { type: string } & Record<string, unknown>;
 export type Subscription =
   | { topic: "graph"; namespace: string; window: "1m" | "5m" | "15m" }
-  | { topic: "service"; service: string; window: "1m" | "5m" | "15m" };
+  | { topic: "service"; service: string; window: "1m" | "5m" | "15m" }
+  | { topic: "rollout" };
 type Listener = (message: LiveMessage) => void;
 export type ConnectionState = "connecting" | "open" | "closed";
 
 function subjectOf(subscription: Subscription): string {
-  return subscription.topic === "graph" ? `graph:${subscription.namespace}` : `service:${subscription.service}`;
+  switch (subscription.topic) {
+    case "graph":
+      return `graph:${subscription.namespace}`;
+    case "service":
+      return `service:${subscription.service}`;
+    case "rollout":
+      return "rollout";
+  }
+}
+
+function windowOf(subscription: Subscription): string | undefined {
+  return "window" in subscription ? subscription.window : undefined;
 }
 
 // Which subscription a server message belongs to.
@@ -17,6 +30,7 @@ export function subjectOfMessage(message: LiveMessage): string | null {
   if (message.type === "snapshot" || message.type === "delta") return `graph:${String(message.namespace)}`;
   if (message.type === "service_snapshot" || message.type === "service_delta")
     return `service:${String(message.service)}`;
+  if (message.type === "rollout_status" || message.type === "rollout_progress") return "rollout";
   return null;
 }
 
@@ -30,14 +44,13 @@ export class LiveSocket {
   readonly url: string;
 
   constructor(url?: string) {
-    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    this.url = url ?? `${scheme}://${window.location.host}/ws/live/`;
+    this.url = url ?? socketUrl("/ws/live/");
   }
 
   subscribe(subscription: Subscription, listener: Listener): () => void {
     const key = subjectOf(subscription);
     let entry = this.subscriptions.get(key);
-    if (!entry || entry.subscription.window !== subscription.window) {
+    if (!entry || windowOf(entry.subscription) !== windowOf(subscription)) {
       entry = { subscription, listeners: entry?.listeners ?? new Set() };
       this.subscriptions.set(key, entry);
       this.send({ type: "subscribe", ...subscription });
@@ -113,9 +126,21 @@ export class LiveSocket {
   }
 }
 
+function socketUrl(path: string): string {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${window.location.host}${path}`;
+}
+
 let shared: LiveSocket | null = null;
+let sharedRollout: LiveSocket | null = null;
 
 export function liveSocket(): LiveSocket {
   shared ??= new LiveSocket();
   return shared;
+}
+
+/** The tab's one socket to /ws/rollout/ (subscribe with `{ topic: "rollout" }`). */
+export function rolloutSocket(): LiveSocket {
+  sharedRollout ??= new LiveSocket(socketUrl("/ws/rollout/"));
+  return sharedRollout;
 }

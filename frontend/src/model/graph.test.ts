@@ -5,8 +5,11 @@ import {
   addDelta,
   currentGraph,
   diffGraph,
+  edgeCanvasLabel,
+  edgeClasses,
   edgeId,
   edgeLabel,
+  edgeSecurity,
   filterGraph,
   healthOf,
   newLiveGraph,
@@ -405,5 +408,31 @@ describe("edgeLabel", () => {
 
   it("shows a dash for an unknown latency", () => {
     expect(edgeLabel({ ...e, p99_ms: null }, "p99")).toBe("—");
+  });
+});
+
+describe("edge security", () => {
+  it("counts an edge as mTLS from 99 % of its calls, partly below, plain at none", () => {
+    expect(edgeSecurity({ mtls_share: 1 })).toBe("mtls");
+    expect(edgeSecurity({ mtls_share: 0.99 })).toBe("mtls");
+    expect(edgeSecurity({ mtls_share: 0.989 })).toBe("partial");
+    expect(edgeSecurity({ mtls_share: 0.01 })).toBe("partial");
+    expect(edgeSecurity({ mtls_share: 0 })).toBe("plain");
+  });
+
+  it("gives the canvas a class for mTLS, partial mTLS and denials", () => {
+    expect(edgeClasses({ mtls_share: 1, denied_rps: 0 })).toBe("mtls");
+    expect(edgeClasses({ mtls_share: 0.5, denied_rps: 0 })).toBe("mtls-partial");
+    expect(edgeClasses({ mtls_share: 0, denied_rps: 0 })).toBe("");
+    expect(edgeClasses({ mtls_share: 1, denied_rps: 0.2 })).toBe("mtls denied");
+    expect(edgeClasses({ mtls_share: 0, denied_rps: 0.001 })).toBe("denied");
+  });
+
+  it("says in the label what the style shows", () => {
+    const e = edge("a.ns", "b.ns", { rps: 12.44 });
+    expect(edgeCanvasLabel(e, "rps")).toBe("12.4 rps");
+    expect(edgeCanvasLabel({ ...e, mtls_share: 1 }, "rps")).toBe("mTLS · 12.4 rps");
+    expect(edgeCanvasLabel({ ...e, mtls_share: 0.5 }, "rps")).toBe("12.4 rps");
+    expect(edgeCanvasLabel({ ...e, mtls_share: 1, denied_rps: 0.5 }, "rps")).toBe("mTLS · 12.4 rps · ⊘ 0.50 denied/s");
   });
 });

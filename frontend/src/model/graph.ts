@@ -369,3 +369,36 @@ export function edgeLabel(edge: GraphEdge, metric: "rps" | "errors" | "p99"): st
       return formatMs(edge.p99_ms);
   }
 }
+
+/** At or above this share of requests over mutual TLS an edge counts as fully mTLS (a stray plain call aside). */
+export const MTLS_FULL_SHARE = 0.99;
+
+export type EdgeSecurity = "mtls" | "partial" | "plain";
+
+/** Whether an edge's calls travel over mutual TLS: all of them, some, or none. */
+export function edgeSecurity(edge: Pick<Stats, "mtls_share">): EdgeSecurity {
+  if (edge.mtls_share >= MTLS_FULL_SHARE) return "mtls";
+  return edge.mtls_share > 0 ? "partial" : "plain";
+}
+
+/** The style classes of an edge on the canvas: its mTLS status, and `denied` while a policy refuses calls on it. */
+export function edgeClasses(edge: Pick<Stats, "mtls_share" | "denied_rps">): string {
+  const security = edgeSecurity(edge);
+  return [
+    security === "mtls" ? "mtls" : security === "partial" ? "mtls-partial" : "",
+    edge.denied_rps > 0 ? "denied" : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
+}
+
+/**
+ * An edge's label on the canvas: the metric, with words for what its style shows, so nobody depends on telling
+ * colours or line patterns apart: "mTLS · 12 rps", "12 rps · ⊘ 0.5 denied/s".
+ */
+export function edgeCanvasLabel(edge: GraphEdge, metric: "rps" | "errors" | "p99"): string {
+  const parts = [edgeLabel(edge, metric)];
+  if (edgeSecurity(edge) === "mtls") parts.unshift("mTLS");
+  if (edge.denied_rps > 0) parts.push(`⊘ ${formatRate(edge.denied_rps)} denied/s`);
+  return parts.join(" · ");
+}

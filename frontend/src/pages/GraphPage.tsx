@@ -3,6 +3,7 @@ import { Link, useSearchParams } from "react-router";
 import type { GraphResponse } from "../api/types";
 import type { EdgeMetric, Selection } from "../components/GraphCanvas";
 import { GraphSidePanel } from "../components/GraphSidePanel";
+import { EdgeSwatch } from "../components/EdgeMarks";
 import { useApi, useScope, useScopeQuery, WINDOW_SECONDS } from "../components/hooks";
 import { Empty, ErrorState, HealthBadge, Loading } from "../components/States";
 import { VersionTimeline } from "../components/VersionTimeline";
@@ -265,11 +266,17 @@ function Legend() {
       <HealthBadge health="degraded" />
       <HealthBadge health="failing" />
       <HealthBadge health="idle" />
-      <span className="legend-item">
-        <span className="line line-mtls" aria-hidden="true" /> mTLS
+      <span className="legend-item" data-legend="mtls">
+        <EdgeSwatch kind="mtls" /> mTLS, every call
       </span>
-      <span className="legend-item">
-        <span className="line line-denied" aria-hidden="true" /> denied
+      <span className="legend-item" data-legend="partial">
+        <EdgeSwatch kind="partial" /> partly mTLS
+      </span>
+      <span className="legend-item" data-legend="plain">
+        <EdgeSwatch kind="plain" /> plain text
+      </span>
+      <span className="legend-item" data-legend="denied">
+        <EdgeSwatch kind="denied" /> ⊘ calls denied
       </span>
     </div>
   );

@@ -1,6 +1,15 @@
 import { useMemo } from "react";
 import { Link, useParams } from "react-router";
-import type { Agent, ConfigVersion, GraphResponse, Instance, Page, Service, Workload } from "../api/types";
+import type {
+  Agent,
+  ConfigVersion,
+  GraphResponse,
+  Instance,
+  Page,
+  Service,
+  ServiceMetrics,
+  Workload,
+} from "../api/types";
 import { useApi, useNow, useScope, useScopeQuery } from "../components/hooks";
 import { LiveChart } from "../components/LiveChart";
 import { TraceList } from "../components/GraphSidePanel";
@@ -143,6 +152,7 @@ export function ServicePage() {
           <EdgeTable edges={edgesIn} end="source" loading={!graph.data} />
           <h2>Outbound edges</h2>
           <EdgeTable edges={edgesOut} end="destination" loading={!graph.data} />
+          <DeniedCallers serviceId={service.data.id} window={scope.window} />
         </section>
         <section>
           <h2>Instances</h2>
@@ -191,6 +201,44 @@ function EdgeTable({
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** The callers an authorization policy refused most in the window, as the service's sidecars saw them. */
+function DeniedCallers({ serviceId, window }: { serviceId: number; window: string }) {
+  // One step as long as the window: only the denied callers are read here, and the step limits stay met.
+  const metrics = useApi<ServiceMetrics>(`/api/v1/services/${serviceId}/metrics/`, { window, step: window }, 15_000);
+  const callers = metrics.data?.denied_callers ?? [];
+  return (
+    <section aria-labelledby="denied-callers" data-testid="denied-callers">
+      <h2 id="denied-callers">Denied callers</h2>
+      {metrics.state === "error" && !metrics.data ? (
+        <ErrorState error={metrics.error} onRetry={metrics.reload} />
+      ) : !metrics.data ? (
+        <Loading />
+      ) : callers.length === 0 ? (
+        <p className="muted">No caller was denied in this window.</p>
+      ) : (
+        <table className="table compact">
+          <thead>
+            <tr>
+              <th scope="col">Caller (workload)</th>
+              <th scope="col">denied</th>
+              <th scope="col">denied rps</th>
+            </tr>
+          </thead>
+          <tbody>
+            {callers.map((caller) => (
+              <tr key={caller.source_workload} className="row-error">
+                <td className="mono">{caller.source_workload || "unknown caller"}</td>
+                <td>{caller.denied}</td>
+                <td>{formatRate(caller.denied_rps)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
   );
 }
 

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { apiSend, ApiError } from "../api/client";
 import type { ChangeRequest, ConfigVersionDetail } from "../api/types";
@@ -7,21 +7,56 @@ import { RolloutBar, SpecBlock } from "../components/PolicyBits";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { formatAgo } from "../model/format";
 import { capabilitiesIn, kindInfo } from "../model/policy";
+import { useRolloutFeed } from "../live/useRolloutFeed";
+import type { LiveMessage } from "../live/socket";
+import { concernsVersion, describeRun, latestRunFor } from "../model/rollout";
 import { rolloutView } from "../model/versions";
 
-const POLL_MS = 2_000;
+// Rollout events (/ws/rollout/) trigger a refetch, coalesced: events of one rollout come in quick batches.
+const REFETCH_DELAY_MS = 300;
+// While agents are pending: a slow poll in case the live feed is down, a slower one in case it misses something
+// (an agent that catches up by pulling its config on a heartbeat publishes no event).
+const FALLBACK_POLL_MS = 10_000;
+const SAFETY_POLL_MS = 30_000;
 const AGENT_STATE_HEALTH: Record<string, string> = { acked: "healthy", pending: "degraded", failed: "failing" };
 
-/** `/versions/:number`: one version, its rollout to every agent (polled while any is pending), its document. */
+/**
+ * `/versions/:number`: one version, its rollout to every agent (live from /ws/rollout/, polled slowly while any
+ * agent is pending), its document.
+ */
 export function VersionPage() {
   const { number = "" } = useParams();
   const valid = /^\d+$/.test(number);
   const [polling, setPolling] = useState(true);
+  // The rollout feed: each event concerning this version (its snapshot or a later one) refetches the detail.
+  const meshVersion = useRef(0);
+  const refetchTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const reloadRef = useRef<() => void>(() => undefined);
+  const onRolloutMessage = useCallback((message: LiveMessage) => {
+    if (!concernsVersion(message, meshVersion.current) || refetchTimer.current !== null) return;
+    refetchTimer.current = setTimeout(() => {
+      refetchTimer.current = null;
+      reloadRef.current();
+    }, REFETCH_DELAY_MS);
+  }, []);
+  useEffect(
+    () => () => {
+      if (refetchTimer.current !== null) clearTimeout(refetchTimer.current);
+      refetchTimer.current = null;
+    },
+    [],
+  );
+  const { feed, connection } = useRolloutFeed(valid, onRolloutMessage);
+  const live = connection === "open";
   const version = useApi<ConfigVersionDetail>(
     valid ? `/api/v1/config-versions/${number}/` : null,
     {},
-    polling ? POLL_MS : undefined,
+    polling ? (live ? SAFETY_POLL_MS : FALLBACK_POLL_MS) : undefined,
   );
+  useEffect(() => {
+    reloadRef.current = version.reload;
+    meshVersion.current = version.data?.mesh_version ?? 0;
+  });
   const me = useMe();
   const now = useNow(5000);
   const navigate = useNavigate();
@@ -29,7 +64,7 @@ export function VersionPage() {
   const [rollbackError, setRollbackError] = useState<string | null>(null);
   const [rollingBack, setRollingBack] = useState(false);
 
-  // Poll every 2 s while any agent is still pending; stop once every agent acked or failed.
+  // Poll while any agent is still pending; stop once every agent acked or failed (events still refetch).
   const view = rolloutView(version.data?.rollout);
   const shouldPoll = !version.data || view.polling;
   if (version.data && shouldPoll !== polling) setPolling(shouldPoll);
@@ -46,6 +81,7 @@ export function VersionPage() {
   }
   if (!version.data) return <Loading label="Loading the config version…" />;
   const data = version.data;
+  const run = latestRunFor(feed, data.mesh_version);
   const canRollBack = capabilitiesIn(me.data, data.namespace).has("propose");
 
   const rollback = async () => {
@@ -133,10 +169,21 @@ export function VersionPage() {
         aria-live="polite"
       >
         <RolloutBar rollout={data.rollout} />
-        <span className="muted">
-          {view.polling ? "● updating every 2 s" : view.done ? "every agent runs this version" : ""}
+        <span className="muted" data-testid="rollout-live" data-connection={connection}>
+          {view.polling
+            ? live
+              ? "● live"
+              : `● updating every ${FALLBACK_POLL_MS / 1000} s (live feed ${connection})`
+            : view.done
+              ? "every agent runs this version"
+              : ""}
         </span>
       </div>
+      {run && (
+        <p className="muted footnote" data-testid="rollout-run">
+          {describeRun(run)}
+        </p>
+      )}
       {data.rollout.agents.length === 0 ? (
         <Empty title="No live agents">Agents that connect later pull this version when they register.</Empty>
       ) : (
