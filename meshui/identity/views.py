@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
@@ -33,6 +34,22 @@ from meshui.identity.serializers import (
 from meshui.identity.store import CaConfigurationError
 
 
+class JoinTokenFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__name")
+
+    class Meta:
+        model = JoinToken
+        fields = ["namespace", "service_account"]
+
+
+class IssuedCertificateFilter(filters.FilterSet):
+    namespace = filters.CharFilter(field_name="namespace__name")
+
+    class Meta:
+        model = IssuedCertificate
+        fields = ["namespace", "agent_id", "service_account", "spiffe_id"]
+
+
 class JoinTokenViewSet(NamespacedModelViewSet):
     """Join tokens of the namespaces you administer. DELETE revokes (the row stays, for the audit trail)."""
 
@@ -41,7 +58,7 @@ class JoinTokenViewSet(NamespacedModelViewSet):
     serializer_class = JoinTokenSerializer
     read_capability = Capability.MANAGE
     write_capability = Capability.MANAGE
-    filterset_fields = ["service_account"]
+    filterset_class = JoinTokenFilter
     ordering_fields = ["created_at", "expires_at"]
 
     def target_namespace_id(self, validated_data: dict[str, Any]) -> int | None:
@@ -72,7 +89,7 @@ class IssuedCertificateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Is
     serializer_class = IssuedCertificateSerializer
     permission_classes = [NamespaceRolePermission]
     read_capability = Capability.VIEW
-    filterset_fields = ["agent_id", "service_account", "spiffe_id"]
+    filterset_class = IssuedCertificateFilter
     ordering_fields = ["issued_at", "not_after"]
 
     def get_queryset(self) -> QuerySet[IssuedCertificate]:

@@ -189,6 +189,20 @@ def test_viewers_see_issued_certificates_of_their_namespaces(
     assert all("key" not in field for field in rows[0])
 
 
+def test_tokens_and_certificates_filter_by_namespace_name(
+    alpha: Namespace, beta: Namespace, admin_client: APIClient
+) -> None:
+    pem, _ = csr_for([])
+    do_issue_certificate(pem, JoinTokenCredential(token(alpha, "reviews")), agent_id="reviews-1")
+    do_issue_certificate(pem, JoinTokenCredential(token(beta, "batch")), agent_id="batch-1")
+    for namespace, agent in [("alpha", "reviews-1"), ("beta", "batch-1")]:
+        certificates = admin_client.get("/api/v1/certificates/", {"namespace": namespace}).json()["results"]
+        assert [row["agent_id"] for row in certificates] == [agent]
+        tokens = admin_client.get("/api/v1/join-tokens/", {"namespace": namespace}).json()["results"]
+        assert [row["namespace"] for row in tokens] == [namespace]
+    assert admin_client.get("/api/v1/join-tokens/", {"namespace": "gamma"}).json()["results"] == []
+
+
 def test_the_private_key_is_never_served(admin_client: APIClient, alpha: Namespace, ca_dir: Any) -> None:
     pem, _ = csr_for([])
     do_issue_certificate(pem, JoinTokenCredential(token(alpha, "reviews")))
