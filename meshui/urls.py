@@ -14,6 +14,6 @@ urlpatterns = [
     # A browser without a session is sent to the login page rather than shown a bare 403.
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/v1/", include("meshui.api.urls")),
-    # The browser dashboard (/, /graph, /traces/..., /services/..., /agents) and /login/, /logout/.
+    # The browser dashboard (/ and the pages in meshui.dashboard.urls.SPA_PREFIXES) and /login/, /logout/.
     path("", include("meshui.dashboard.urls")),
 ]
