@@ -1,9 +1,11 @@
 """Who may call this agent's own service: the snapshot's ``InboundPolicy``, validated and frozen.
 
-The agent keeps it in its routing table; the inbound listener's authorization
-reads it (enforcement comes with the identity and mTLS work). Validation
-follows the control plane's grammar for policy specs, so a snapshot an agent
-refuses is one the control plane should never have built.
+The agent keeps it in its routing table; the inbound listener's gate
+(``proxyagent.authz.gate``) enforces it. Validation follows the control
+plane's grammar for policy specs, so a snapshot an agent refuses is one the
+control plane should never have built. Key sets of end-user token issuers are
+parsed here too: a snapshot with an unusable one is refused whole, never
+applied without the issuer.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
+from proxyagent.authz.tokens import JwksError, JwtIssuer, parse_jwks
 from proxyagent.protocol.v1 import snapshot_pb2
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_CLAIM = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _NAMESPACE = re.compile(rf"^(?:{_DNS_LABEL}|\*)$")
 _SERVICE = re.compile(rf"^(?:{_DNS_LABEL})?$")
@@ -73,9 +77,12 @@ class AuthorizationOperation:
 
 @dataclass(frozen=True, slots=True)
 class HeaderCondition:
-    # Lowercase.
+    """A request header (lowercase ``header``) or, with ``claim``, a claim of the verified JWT, holding one of
+    ``values``."""
+
     header: str
     values: tuple[str, ...]
+    claim: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,8 @@ class InboundPolicy:
     peer_authentication: PeerAuthenticationMode = PeerAuthenticationMode.PERMISSIVE
     authorization_default: AuthorizationDefault = AuthorizationDefault.ALLOW_ALL
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    # Issuers of end-user tokens (RequestAuthentication), each with the key set the control plane pushed.
+    request_authentications: tuple[JwtIssuer, ...] = ()
 
 
 EMPTY_INBOUND = InboundPolicy()
@@ -169,12 +178,17 @@ def _rule(where: str, proto: snapshot_pb2.AuthorizationRule) -> AuthorizationRul
     _bounded(f"{where}.when", proto.when)
     for index, condition in enumerate(proto.when):
         at = f"{where}.when[{index}]"
-        if not _TOKEN.match(condition.header) or condition.header != condition.header.lower():
+        if bool(condition.header) == bool(condition.claim):
+            raise InboundPolicyError(f"{at}: give exactly one of a header or a claim")
+        if condition.claim:
+            if not _CLAIM.match(condition.claim):
+                raise InboundPolicyError(f"{at}: claim {condition.claim!r} is not a claim name")
+        elif not _TOKEN.match(condition.header) or condition.header != condition.header.lower():
             raise InboundPolicyError(f"{at}: header {condition.header!r} is not a lowercase HTTP token")
         if not condition.values:
             raise InboundPolicyError(f"{at}: a condition needs at least one value")
         _bounded(f"{at}.values", condition.values)
-        when.append(HeaderCondition(condition.header, tuple(condition.values)))
+        when.append(HeaderCondition(condition.header, tuple(condition.values), condition.claim))
     return AuthorizationRule(
         source=source,
         operation=AuthorizationOperation(
@@ -202,6 +216,21 @@ def _policy(where: str, proto: snapshot_pb2.AuthorizationPolicy) -> Authorizatio
     )
 
 
+def _issuer(where: str, proto: snapshot_pb2.RequestAuthentication) -> JwtIssuer:
+    if not _POLICY_ID.match(proto.id):
+        raise InboundPolicyError(f"{where}: id {proto.id!r} is not '<namespace>/<name>'")
+    if not _SERVICE.match(proto.service):
+        raise InboundPolicyError(f"{where}: service {proto.service!r} is not a DNS label")
+    if not proto.issuer:
+        raise InboundPolicyError(f"{where}: the issuer is empty")
+    _bounded(f"{where}.audiences", proto.audiences)
+    try:
+        keys = parse_jwks(f"{where}.jwks_json", proto.jwks_json)
+    except JwksError as exc:
+        raise InboundPolicyError(str(exc)) from None
+    return JwtIssuer(proto.id, proto.service, proto.issuer, tuple(proto.audiences), keys)
+
+
 def inbound_policy_from_proto(proto: snapshot_pb2.InboundPolicy) -> InboundPolicy:
     """Raises ``InboundPolicyError`` naming the first bad field."""
     if proto.peer_authentication not in _PEER_MODES:
@@ -215,8 +244,14 @@ def inbound_policy_from_proto(proto: snapshot_pb2.InboundPolicy) -> InboundPolic
     ids = [policy.id for policy in policies]
     if len(set(ids)) != len(ids):
         raise InboundPolicyError("inbound.authorization_policies: a policy id is listed twice")
+    _bounded("inbound.request_authentications", proto.request_authentications, _MAX_POLICIES)
+    issuers = tuple(
+        _issuer(f"inbound.request_authentications[{i}]", message)
+        for i, message in enumerate(proto.request_authentications)
+    )
     return InboundPolicy(
         peer_authentication=_PEER_MODES[proto.peer_authentication],
         authorization_default=_DEFAULTS[proto.authorization_default],
         authorization_policies=policies,
+        request_authentications=issuers,
     )

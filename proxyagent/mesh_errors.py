@@ -19,6 +19,10 @@ class MeshErrorCode(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     # The destination's traffic policy told the caller's agent to fail this request (testing resilience).
     FAULT_INJECTED = "fault_injected"
+    # The callee's authorization policy refused the request (the body names the policy, never its rules).
+    DENIED = "denied"
+    # The request's bearer token did not verify against the issuers the callee trusts.
+    UNAUTHENTICATED = "unauthenticated"
 
 
 STATUS_BY_CODE: dict[MeshErrorCode, int] = {
@@ -32,10 +36,14 @@ STATUS_BY_CODE: dict[MeshErrorCode, int] = {
     MeshErrorCode.CIRCUIT_OPEN: 503,
     # The policy's abort_status replaces it.
     MeshErrorCode.FAULT_INJECTED: 503,
+    MeshErrorCode.DENIED: 403,
+    MeshErrorCode.UNAUTHENTICATED: 401,
 }
 
 _REASONS = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -58,12 +66,14 @@ def _reason(status: int) -> str:
 
 
 class MeshError(Exception):
-    def __init__(self, code: MeshErrorCode, detail: str, status: int = 0) -> None:
-        """``status`` replaces the code's usual status (an injected fault's abort status)."""
+    def __init__(self, code: MeshErrorCode, detail: str, status: int = 0, policy: str = "") -> None:
+        """``status`` replaces the code's usual status (an injected fault's abort status); ``policy`` names the
+        policy that decided (``<namespace>/<name>``), for the caller's operators."""
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
         self._status = status
+        self.policy = policy
 
     @property
     def status(self) -> int:
@@ -80,12 +90,21 @@ class MeshError(Exception):
                 f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
             )
             return head.encode("latin-1")
-        body = json.dumps({"mesh_error": str(self.code), "detail": self.detail}).encode()
+        fields: dict[str, str] = {"mesh_error": str(self.code), "detail": self.detail}
+        extra = ""
+        if self.policy:
+            fields["policy"] = self.policy
+            extra = f"x-mesh-policy: {self.policy}\r\n"
+        if status == 401:
+            # RFC 9110 11.6.1: a 401 says which scheme would do.
+            extra += 'www-authenticate: Bearer error="invalid_token"\r\n'
+        body = json.dumps(fields).encode()
         head = (
             f"HTTP/1.1 {status} {_reason(status)}\r\n"
             f"content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
             f"x-mesh-error: {self.code}\r\n"
+            f"{extra}"
             f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
         )
         return head.encode("latin-1") + body

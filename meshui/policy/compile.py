@@ -105,7 +105,10 @@ def _rule(spec: Mapping[str, Any]) -> snapshot_pb2.AuthorizationRule:
             ports=operation.get("ports", []),
         ),
         when=[
-            snapshot_pb2.HeaderCondition(header=c["header"].lower(), values=c["values"]) for c in spec.get("when", [])
+            snapshot_pb2.HeaderCondition(
+                header=condition.get("header", "").lower(), claim=condition.get("claim", ""), values=condition["values"]
+            )
+            for condition in spec.get("when", [])
         ],
     )
 

@@ -12,7 +12,11 @@ condition do (an absent part matches anything).
 - ``paths`` match the *normalized* path (``paths.normalize_target``): ``exact`` is
   string equality, ``prefix`` a string prefix.
 - ``ports`` match the port of the application the request is for.
-- ``when`` conditions match a header (by lowercase name) having one of the values.
+- ``when`` conditions match a header (by lowercase name) having one of the values, or a
+  claim of the verified JWT doing so: a list claim when any element does, and the
+  space-separated ``scope``/``scp`` string (OAuth 2.0) when any of its scopes does. A
+  claim name is looked up as given, then as a dotted path into nested objects. Without
+  a verified token no claim condition holds.
 
 A denial names the policy that decided it (``<namespace>/<name>``, or
 ``<namespace>/default`` for the namespace default), never its rules.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from proxyagent.inbound_policy import (
     AuthorizationAction,
@@ -30,11 +35,13 @@ from proxyagent.inbound_policy import (
     AuthorizationPolicy,
     AuthorizationRule,
     AuthorizationSource,
+    HeaderCondition,
     InboundPolicy,
     PathMatchKind,
 )
 
 ANY = "*"
+_SPACE_SEPARATED_CLAIMS = frozenset({"scope", "scp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class RequestFacts:
     request_principal: str | None = None
     # Lowercase header names to their values.
     headers: Mapping[str, Sequence[str]] | None = None
+    # The verified JWT's claims; None without one.
+    claims: Mapping[str, Any] | None = None
 
     @property
     def namespace(self) -> str | None:
@@ -92,11 +101,41 @@ def _operation_matches(operation: AuthorizationOperation, facts: RequestFacts) -
     return not operation.ports or facts.port in operation.ports
 
 
+def _claim_values(claims: Mapping[str, Any], name: str) -> list[str]:
+    if name in claims:
+        value: Any = claims[name]
+    else:
+        value = claims
+        for part in name.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return []
+            value = value[part]
+    if isinstance(value, str):
+        return value.split() if name in _SPACE_SEPARATED_CLAIMS else [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    # Numbers and booleans compare as JSON writes them; objects never match.
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, int | float):
+        return [str(value)]
+    return []
+
+
+def _condition_holds(condition: HeaderCondition, facts: RequestFacts) -> bool:
+    if condition.claim:
+        if facts.claims is None:
+            return False
+        values: Sequence[str] = _claim_values(facts.claims, condition.claim)
+    else:
+        values = (facts.headers or {}).get(condition.header, ())
+    return any(value in condition.values for value in values)
+
+
 def _rule_matches(rule: AuthorizationRule, facts: RequestFacts) -> bool:
     if not _source_matches(rule.source, facts) or not _operation_matches(rule.operation, facts):
         return False
-    headers = facts.headers or {}
-    return all(any(value in condition.values for value in headers.get(condition.header, ())) for condition in rule.when)
+    return all(_condition_holds(condition, facts) for condition in rule.when)
 
 
 def _first_match(policies: Sequence[AuthorizationPolicy], facts: RequestFacts) -> AuthorizationPolicy | None:

@@ -1,28 +1,28 @@
-"""Path-normalization and authorization bypass attempts from the corpus, against the agent's engine."""
+"""Path-normalization and authorization bypass attempts from the corpus, through the agent's inbound gate."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxyagent.authz.engine import RequestFacts, authorize
-from proxyagent.authz.paths import PathRejected, check_method, normalize_target
+from proxyagent.authz.gate import InboundGate
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from tests.security import corpus
 
-POLICY = corpus.compiled_policy()
+# The gate the agent builds for its own service from the corpus's policy, compiled as production compiles it.
+GATE = InboundGate(corpus.compiled_policy(), corpus.SERVICE, corpus.NAMESPACE, corpus.APP_PORT)
 
 
 @pytest.mark.parametrize("case", corpus.path_cases(), ids=lambda case: case.name)
 def test_path_case(case: corpus.PathCase) -> None:
+    forwarded: str | None = None
+    policy_id: str | None = None
     try:
-        method = check_method(case.method)
-        normalized = normalize_target(case.target)
-    except PathRejected:
-        outcome, forwarded, policy_id = "rejected", None, None
+        admission = GATE.admit(case.method.encode("latin-1"), case.target.encode("latin-1"), [], case.caller)
+    except MeshError as refusal:
+        outcome = {MeshErrorCode.BAD_REQUEST: "rejected", MeshErrorCode.DENIED: "denied"}.get(refusal.code, "other")
+        policy_id = refusal.policy or None
     else:
-        facts = RequestFacts(method=method, path=normalized.path, port=corpus.APP_PORT, principal=case.caller)
-        decision = authorize(POLICY, corpus.SERVICE, corpus.NAMESPACE, facts)
-        outcome = "allowed" if decision.allowed else "denied"
-        forwarded, policy_id = normalized.target, decision.policy_id
+        outcome, forwarded = "allowed", admission.target.decode("latin-1")
     # A case "gets through" when it reaches the application though the corpus says it must not,
     # or reaches it at another path than the one authorized.
     got_through = outcome == "allowed" and (case.expect != "allowed" or forwarded != case.forwarded)
