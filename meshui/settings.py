@@ -260,6 +260,12 @@ MESH_GRPC_TLS_HOSTS = tuple(env.env_list(_environ, "MESH_GRPC_TLS_HOSTS", ["loca
 MESH_CONTROL_NAMESPACE = env.env_str(_environ, "MESH_CONTROL_NAMESPACE", "mesh-system")
 MESH_CONTROL_SERVICE_ACCOUNT = env.env_str(_environ, "MESH_CONTROL_SERVICE_ACCOUNT", "meshui-control")
 
+# Cluster mode: agents may prove who they are with a projected Kubernetes service-account token for this
+# audience, checked with the API server's TokenReview (MESH_KUBECONFIG, or the pod's in-cluster config).
+MESH_KUBERNETES_TOKENS = env.env_bool(_environ, "MESH_KUBERNETES_TOKENS", False)
+MESH_KUBERNETES_TOKEN_AUDIENCE = env.env_str(_environ, "MESH_KUBERNETES_TOKEN_AUDIENCE", "meshui")
+MESH_KUBECONFIG = env.env_str(_environ, "MESH_KUBECONFIG", "")
+
 # End-user JWT key sets (RequestAuthentication): refetched this often; plain http only for tests.
 MESH_JWKS_REFRESH_SECONDS = env.env_int(_environ, "MESH_JWKS_REFRESH_SECONDS", 300, minimum=10)
 MESH_JWKS_ALLOW_HTTP = env.env_bool(_environ, "MESH_JWKS_ALLOW_HTTP", False)

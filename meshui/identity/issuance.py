@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from meshui.catalog.models import Namespace
+from meshui.identity import kubernetes_tokens
 from meshui.identity.authority import CsrRefused, issue, load_csr, requested_uris, verify_chain, verify_signature
 from meshui.identity.models import IssuedCertificate, JoinToken
 from meshui.identity.spiffe import SpiffeId
 from meshui.identity.store import CaSettings, CaStore
+
+logger = logging.getLogger(__name__)
 
 
 class CredentialRefusedError(PermissionError):
@@ -41,7 +45,14 @@ class RenewalCredential:
     signature: bytes
 
 
-Credential = JoinTokenCredential | RenewalCredential
+@dataclass(frozen=True)
+class KubernetesCredential:
+    """A projected service-account token of the agent's pod (cluster mode), checked with TokenReview."""
+
+    token: str
+
+
+Credential = JoinTokenCredential | RenewalCredential | KubernetesCredential
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,12 @@ def ca_store() -> CaStore:
 
 def bundle_pem(store: CaStore, now: dt.datetime) -> bytes:
     return b"".join(root.public_bytes(serialization.Encoding.PEM) for root in store.bundle(now))
+
+
+def _credential_name(credential: Credential) -> str:
+    if isinstance(credential, JoinTokenCredential):
+        return "join_token"
+    return "kubernetes" if isinstance(credential, KubernetesCredential) else "renewal"
 
 
 def _identity_for_token(token: JoinToken, requested: list[str]) -> SpiffeId:
@@ -115,6 +132,25 @@ def _identity_for_renewal(credential: RenewalCredential, csr_pem: bytes, now: dt
     return identity
 
 
+def _identity_for_service_account(credential: KubernetesCredential, requested: list[str]) -> SpiffeId:
+    if not settings.MESH_KUBERNETES_TOKENS:
+        raise CredentialRefusedError("Kubernetes service-account tokens are accepted in cluster mode only")
+    try:
+        account = kubernetes_tokens.review(credential.token)
+    except kubernetes_tokens.TokenReviewFailed as exc:
+        logger.error("%s", exc)
+        raise CredentialRefusedError("the service-account token could not be checked; try again later") from None
+    if account is None:
+        raise CredentialRefusedError(
+            f"the Kubernetes API server does not vouch for this token for audience "
+            f"{settings.MESH_KUBERNETES_TOKEN_AUDIENCE!r}"
+        )
+    identity = SpiffeId(settings.MESH_TRUST_DOMAIN, account.namespace, account.name)
+    if requested and requested != [str(identity)]:
+        raise CredentialRefusedError(f"the service-account token grants {identity} only")
+    return identity
+
+
 def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: str = "") -> Issued:
     """Verify the credential, sign the CSR for the identity it grants, record the certificate.
 
@@ -129,6 +165,8 @@ def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: st
         if token is None:
             raise CredentialRefusedError("the join token is unknown, expired or revoked")
         identity = _identity_for_token(token, requested)
+    elif isinstance(credential, KubernetesCredential):
+        identity = _identity_for_service_account(credential, requested)
     else:
         identity = _identity_for_renewal(credential, csr_pem, now)
     namespace = Namespace.objects.filter(name=identity.namespace).first()
@@ -145,7 +183,7 @@ def do_issue_certificate(csr_pem: bytes, credential: Credential, *, agent_id: st
             service_account=identity.service_account,
             agent_id=agent_id,
             authority=authority.fingerprint,
-            credential="join_token" if token is not None else "renewal",
+            credential=_credential_name(credential),
             join_token=token,
             not_before=issued.certificate.not_valid_before_utc,
             not_after=issued.certificate.not_valid_after_utc,

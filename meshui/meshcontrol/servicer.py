@@ -16,6 +16,7 @@ from meshui.identity.issuance import (
     Credential,
     CredentialRefusedError,
     JoinTokenCredential,
+    KubernetesCredential,
     RenewalCredential,
     do_issue_certificate,
 )
@@ -88,10 +89,6 @@ class MeshControlServicer(control_pb2_grpc.MeshControlServicer):
         self, request: control_pb2.IssueCertificateRequest, context: Context
     ) -> control_pb2.IssueCertificateResponse:
         credential = _credential(request)
-        if request.kubernetes_token and credential is None:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, "Kubernetes service-account tokens are accepted in cluster mode only"
-            )
         if credential is None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -121,4 +118,6 @@ def _credential(request: control_pb2.IssueCertificateRequest) -> Credential | No
         return JoinTokenCredential(request.join_token)
     if request.current_certificate_chain_pem:
         return RenewalCredential(bytes(request.current_certificate_chain_pem), bytes(request.proof_of_possession))
+    if request.kubernetes_token:
+        return KubernetesCredential(request.kubernetes_token)
     return None
