@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from io import StringIO
 from typing import Any
@@ -23,6 +24,8 @@ from meshui.identity.issuance import (
     CredentialRefusedError,
     JoinTokenCredential,
     RenewalCredential,
+    bundle_pem,
+    ca_store,
     do_issue_certificate,
 )
 from meshui.identity.models import IssuedCertificate, JoinToken
@@ -228,3 +231,21 @@ def test_agents_show_the_certificate_they_were_last_issued(alpha: Namespace, adm
         dt.datetime.fromisoformat(rows["reviews-1"]["certificate_not_after"].replace("Z", "+00:00")) == latest.not_after
     )
     assert rows["web-1"]["certificate_spiffe_id"] is None
+
+
+def test_the_demo_gets_a_token_per_workload_readable_only_by_its_user(tmp_path: Any) -> None:
+    out = tmp_path / "identity"
+    call_command("demo_identity", "--out", str(out), "shop/web", "jobs/batch", stdout=StringIO())
+    token_file = out / "join-tokens.json"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    tokens = json.loads(token_file.read_text())
+    assert sorted(tokens) == ["jobs/batch", "shop/web"]
+    for workload, plain in tokens.items():
+        found = JoinToken.find(plain, timezone.now())
+        assert found is not None
+        namespace, account = workload.split("/")
+        assert found.grants(namespace, account)
+        assert not found.grants(namespace, "admin")
+    assert (out / "trust-bundle.pem").read_bytes() == bundle_pem(ca_store(), timezone.now())
+    with pytest.raises(CommandError):
+        call_command("demo_identity", "--out", str(out), "Not/A Label", stdout=StringIO())
