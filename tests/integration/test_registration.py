@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,19 +26,9 @@ from proxyagent.config_store import ConfigStore
 from proxyagent.control_client import ControlPlaneClient, RegistrationRefused
 from proxyagent.identity import AgentIdentity
 from proxyagent.protocol.v1 import control_pb2, control_pb2_grpc, snapshot_pb2
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DEADLINE_S = 20.0
-
-
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        result = condition()
-        if await result if asyncio.iscoroutine(result) else result:
-            return
-        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline
-    raise AssertionError(f"not within {DEADLINE_S} s: {what}")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from proxyagent.admin_grpc import AgentAdminServicer, bind_admin_server
 from proxyagent.config_store import ConfigStore
 from proxyagent.identity import AgentIdentity
 from proxyagent.protocol.v1 import admin_pb2, admin_pb2_grpc, snapshot_pb2
+from tests import waiting
 
 NAMESPACE = "shop"
 DEADLINE_S = 30.0
@@ -37,14 +38,8 @@ ServicerFactory = Callable[[ConfigStore, AgentIdentity], admin_pb2_grpc.AgentAdm
 async def eventually(
     condition: Callable[[], Awaitable[bool] | bool], what: str, deadline_s: float = DEADLINE_S
 ) -> None:
-    """Wait until ``condition`` holds, polling; fail after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if await result if asyncio.iscoroutine(result) else result:
-            return
-        await asyncio.sleep(0.02)  # polling interval, bounded by the deadline
-    raise AssertionError(f"not within {deadline_s} s: {what}")
+    """The shared wait, with the rollout tests' longer deadline."""
+    await waiting.eventually(condition, what, deadline_s)
 
 
 @sync_to_async

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -26,18 +25,9 @@ from meshui.telemetry.models import Span, SpanStatus, TraceSummary
 from meshui.telemetry.models import SpanKind as StoredKind
 from meshui.telemetry.span_store import SpanRow
 from meshui.telemetry.writer import IngestFull
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DEADLINE_S = 20.0
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline
-    raise AssertionError(f"not within {DEADLINE_S} s: {what}")
 
 
 @pytest.fixture
