@@ -1,7 +1,13 @@
-"""``mesh.v1.AgentAdmin``, served by each agent for the control plane's pushes."""
+"""``mesh.v1.AgentAdmin``, served by each agent for the control plane's pushes.
+
+In mTLS mode the server takes only TLS connections with a client certificate
+chaining to the mesh's bundle (``proxyagent.tls.admin``), and every call is
+refused (PERMISSION_DENIED) unless that certificate names the control plane.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,25 +16,52 @@ import grpc
 from proxyagent.config_store import ConfigStore
 from proxyagent.identity import AgentIdentity
 from proxyagent.protocol.v1 import admin_pb2, admin_pb2_grpc, snapshot_pb2
+from proxyagent.tls.admin import client_spiffe_id
 
 Context = grpc.aio.ServicerContext[Any, Any]
+logger = logging.getLogger(__name__)
 
 
 class AgentAdminServicer(admin_pb2_grpc.AgentAdminServicer):
-    def __init__(self, store: ConfigStore, identity: AgentIdentity, is_registered: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        identity: AgentIdentity,
+        is_registered: Callable[[], bool],
+        *,
+        allowed_client: str | None = None,
+    ) -> None:
         self._store = store
         self._identity = identity
         self._is_registered = is_registered
+        # The one SPIFFE id allowed to call (the control plane's); None: any caller (plaintext mode).
+        self._allowed_client = allowed_client
+        self.refused_total = 0
+
+    async def _authorize(self, context: Context) -> None:
+        if self._allowed_client is None:
+            return
+        client = client_spiffe_id(context)
+        if client != self._allowed_client:
+            self.refused_total += 1
+            logger.warning("AgentAdmin call from %s refused: only %s may configure this agent", client,
+                           self._allowed_client)  # fmt: skip
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"only {self._allowed_client} may call AgentAdmin; the client presented {client or 'no SPIFFE id'}",
+            )
 
     async def ApplyConfig(  # noqa: N802 - gRPC method names are the contract's
         self, request: snapshot_pb2.Snapshot, context: Context
     ) -> admin_pb2.ApplyConfigResponse:
+        await self._authorize(context)
         accepted, reason = self._store.apply(request)
         return admin_pb2.ApplyConfigResponse(accepted=accepted, applied_version=self._store.version, reason=reason)
 
     async def GetStatus(  # noqa: N802
         self, request: admin_pb2.GetStatusRequest, context: Context
     ) -> admin_pb2.AgentStatus:
+        await self._authorize(context)
         registered = self._is_registered()
         return admin_pb2.AgentStatus(
             agent_id=self._identity.agent_id,
@@ -39,10 +72,12 @@ class AgentAdminServicer(admin_pb2_grpc.AgentAdminServicer):
         )
 
 
-def bind_admin_server(bind: str) -> tuple[grpc.aio.Server, int]:
-    """A gRPC server bound to ``bind`` (``host:0`` picks a free port), not yet serving; returns it and its port."""
+def bind_admin_server(bind: str, credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server bound to ``bind`` (``host:0`` picks a free port), not yet serving; returns it and its port.
+
+    With ``credentials`` it takes only TLS (mTLS mode)."""
     server = grpc.aio.server()
-    port = server.add_insecure_port(bind)
+    port = server.add_insecure_port(bind) if credentials is None else server.add_secure_port(bind, credentials)
     if port == 0:
         raise OSError(f"cannot bind the agent admin gRPC server to {bind}")
     return server, port

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from proxyagent import __version__
 from proxyagent.agent import Agent, AgentConfig
@@ -54,6 +55,39 @@ def build_parser() -> argparse.ArgumentParser:
     flag("metrics-interval", 1.0, "seconds between OTLP metric exports (the live graph lags by about this)", float)
     flag("trace-sampling", 1.0, "share of new traces to record, 0 to 1 (callers' decisions are kept)", float)
     flag("native-relay", "on", "serve plain HTTP/1.1 exchanges with the native relay where it is built: on or off")
+    identity = run.add_argument_group(
+        "workload identity and mutual TLS",
+        "The agent makes its key in memory (never written, never sent), obtains a certificate for "
+        "spiffe://<trust domain>/ns/<namespace>/sa/<service account> from the control plane with the join token, "
+        "renews it at half-life, and talks mutual TLS to other sidecars and to the control plane's pushes.",
+    )
+
+    def identity_flag(name: str, default: object, help_text: str) -> None:
+        identity.add_argument(f"--{name}", default=_env_default(name, default), help=help_text)
+
+    identity_flag(
+        "join-token",
+        "",
+        "the join token proving the workload's identity for its first certificate (`manage.py jointoken create`); "
+        # "%(default).0s": the help shows no default, which would be the token itself when set in the environment.
+        "prefer PROXYAGENT_JOIN_TOKEN, since other users of the machine can read command lines%(default).0s",
+    )
+    identity_flag(
+        "trust-bundle",
+        "",
+        "a PEM file of the roots that verify the control plane's TLS on first contact (`manage.py trustbundle`); "
+        "given, the control-plane channel is TLS",
+    )
+    identity_flag("trust-domain", "cluster.local", "the mesh's trust domain (the control plane's MESH_TRUST_DOMAIN)")
+    identity_flag(
+        "mtls", "auto", "mutual TLS between sidecars and for AgentAdmin: on, off, or auto (on with a join token)"
+    )
+    identity_flag(
+        "control-plane-identity",
+        "",
+        "the only SPIFFE id allowed to call AgentAdmin in mTLS mode "
+        "(default spiffe://<trust domain>/ns/mesh-system/sa/meshui-control)",
+    )
     flag("log-level", "INFO", "log level")
     return parser
 
@@ -75,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--metrics-interval must be positive")
     if args.native_relay not in ("on", "off"):
         parser.error("--native-relay must be on or off")
+    if args.mtls not in ("on", "off", "auto"):
+        parser.error("--mtls must be on, off or auto")
+    trust_bundle = b""
+    if args.trust_bundle:
+        try:
+            trust_bundle = Path(args.trust_bundle).read_bytes()
+        except OSError as exc:
+            parser.error(f"--trust-bundle: {exc}")
     logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = AgentConfig(
         service=args.service,
@@ -97,7 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         trace_sampling=args.trace_sampling,
         metrics_interval_s=args.metrics_interval,
         native_relay=args.native_relay == "on",
+        join_token=args.join_token,
+        trust_bundle=trust_bundle,
+        trust_domain=args.trust_domain,
+        mtls=None if args.mtls == "auto" else args.mtls == "on",
+        control_plane_identity=args.control_plane_identity,
     )
+    try:
+        config.check()
+    except ValueError as exc:
+        parser.error(str(exc))
     _install_fast_loop()
     try:
         asyncio.run(Agent(config).run_until_signalled())

@@ -25,6 +25,8 @@ from proxyagent.routing import (
     SplitEntry,
     TrafficPolicy,
 )
+from proxyagent.tls.material import CertificateError, parse_bundle
+from proxyagent.tls.spiffe import is_workload_id
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +77,15 @@ def _endpoint(where: str, proto: snapshot_pb2.Endpoint) -> Endpoint:
         raise SnapshotRejected(f"{where}: invalid address {proto.address!r}")
     if not 1 <= proto.port <= 65535:
         raise SnapshotRejected(f"{where}: port {proto.port} is out of range")
+    if proto.identity and not is_workload_id(proto.identity):
+        raise SnapshotRejected(f"{where}.identity: {proto.identity!r} is not a workload SPIFFE id")
     return Endpoint(
         address=proto.address,
         port=proto.port,
         workload=proto.workload,
         weight=proto.weight or 1,
         labels=dict(proto.labels),
+        identity=proto.identity,
     )
 
 
@@ -231,8 +236,10 @@ def _destination(where: str, proto: snapshot_pb2.Destination) -> Destination:
     )
 
 
-def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
-    """Validate every field before building anything, so a bad snapshot changes nothing."""
+def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot, trust_bundle: bytes = b"") -> RoutingTable:
+    """Validate every field before building anything, so a bad snapshot changes nothing.
+
+    ``trust_bundle``: the bundle held now, kept when the snapshot carries none (empty means unchanged)."""
     if snapshot.version == 0:
         raise SnapshotRejected("version must be positive")
     destinations: dict[str, Destination] = {}
@@ -246,11 +253,18 @@ def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot) -> RoutingTable
         inbound = inbound_policy_from_proto(snapshot.inbound)
     except InboundPolicyError as exc:
         raise SnapshotRejected(str(exc)) from None
+    if snapshot.trust_bundle_pem:
+        try:
+            parse_bundle(snapshot.trust_bundle_pem)
+        except CertificateError as exc:
+            raise SnapshotRejected(f"trust_bundle_pem: {exc}") from None
+        trust_bundle = snapshot.trust_bundle_pem
     return RoutingTable(
         version=snapshot.version,
         destinations=destinations,
         policy_version=snapshot.policy_version,
         inbound=inbound,
+        trust_bundle=trust_bundle,
     )
 
 
@@ -292,7 +306,7 @@ class ConfigStore:
         """
         if new_epoch:
             try:
-                table = routing_table_from_snapshot(snapshot)
+                table = routing_table_from_snapshot(snapshot, self.table.trust_bundle)
             except SnapshotRejected as exc:
                 return self._reject(snapshot.version, str(exc))
             return self._install(table)
@@ -301,7 +315,7 @@ class ConfigStore:
         if snapshot.version == self.table.version:
             return True, ""
         try:
-            table = routing_table_from_snapshot(snapshot)
+            table = routing_table_from_snapshot(snapshot, self.table.trust_bundle)
         except SnapshotRejected as exc:
             return self._reject(snapshot.version, str(exc))
         return self._install(table)

@@ -2,6 +2,12 @@
 
 The data plane never waits on this: when the control plane is unreachable the
 agent keeps serving with the config it holds, and keeps trying to reconnect.
+
+With ``tls_roots`` the channel is TLS, the control plane verified against
+those roots (the ``--trust-bundle`` file plus the mesh's current bundle);
+IssueCertificate, Register and Heartbeat all travel on it. With
+``certificates`` the agent registers only once it holds a workload
+certificate (``WorkloadCertificates.run`` obtains it through ``issue``).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from collections.abc import Callable
 
 import grpc
 
+from proxyagent.channels import ChannelSource
 from proxyagent.config_store import ConfigStore
 from proxyagent.identity import AgentIdentity
 from proxyagent.protocol.v1 import control_pb2, control_pb2_grpc
+from proxyagent.tls.certificates import WorkloadCertificates
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,8 @@ class ControlPlaneClient:
         healthy: Callable[[], bool] = lambda: True,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        tls_roots: Callable[[], bytes] | None = None,
+        certificates: WorkloadCertificates | None = None,
     ) -> None:
         self._target = target
         self._identity = identity
@@ -46,12 +56,19 @@ class ControlPlaneClient:
         self.registered = False
         self.heartbeat_interval_s = 5.0
         self.failures_total = 0
-        self._channel: grpc.aio.Channel | None = None
+        self._channels = ChannelSource(target, tls_roots)
+        self._certificates = certificates
 
     def _stub(self) -> control_pb2_grpc.MeshControlAsyncStub:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target)
-        return control_pb2_grpc.MeshControlStub(self._channel)
+        return control_pb2_grpc.MeshControlStub(self._channels.channel())
+
+    async def issue_certificate(
+        self, request: control_pb2.IssueCertificateRequest
+    ) -> control_pb2.IssueCertificateResponse:
+        reply: control_pb2.IssueCertificateResponse = await self._stub().IssueCertificate(
+            request, timeout=_RPC_TIMEOUT_S
+        )
+        return reply
 
     async def register(self) -> None:
         try:
@@ -82,6 +99,9 @@ class ControlPlaneClient:
 
     async def run(self) -> None:
         """Register, then heartbeat forever; on errors back off (with jitter) and try again."""
+        if self._certificates is not None:
+            # Who this agent is must be proven before it says where it is.
+            await self._certificates.ready.wait()
         backoff = self._backoff_initial_s
         while True:
             try:
@@ -114,6 +134,4 @@ class ControlPlaneClient:
             logger.warning("deregistration failed: %s", exc.code().name)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._channels.close()

@@ -20,6 +20,8 @@ class AgentIdentity:
     service_account: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     agent_version: str = __version__
+    # AgentAdmin takes only mutual TLS from the control plane's identity (mTLS mode).
+    admin_mtls: bool = False
 
     @property
     def agent_id(self) -> str:
@@ -38,4 +40,5 @@ class AgentIdentity:
             inbound_port=self.inbound_port,
             admin_port=self.admin_port,
             agent_version=self.agent_version,
+            admin_mtls=self.admin_mtls,
         )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxyagent.metrics import LABELS, LATENCY_BUCKETS, MeshMetrics
@@ -37,6 +38,8 @@ _SUMS = {
     "mesh_request_bytes_total": ("mesh.request.body.size", "Request body bytes.", "By"),
     "mesh_response_bytes_total": ("mesh.response.body.size", "Response body bytes.", "By"),
 }
+# Requests carried over mutual TLS between sidecars: mesh.requests of the series with mtls="true".
+MTLS_METRIC = ("mesh.requests.mtls", "Requests carried over mutual TLS between sidecars.", "{request}")
 DURATION_METRIC = "mesh.request.duration"
 # OTLP attribute names for the Prometheus labels, in LABELS order.
 ATTRIBUTE_NAMES = (
@@ -44,8 +47,10 @@ ATTRIBUTE_NAMES = (
     "mesh.source.workload",
     "mesh.destination.service",
     "mesh.destination.workload",
+    "mesh.mtls",
     "mesh.status_class",
 )
+_MTLS = LABELS.index("mtls")
 
 Key = tuple[str, ...]
 
@@ -88,9 +93,15 @@ def _increase(now: float, before: float | None) -> float:
 
 class MetricExporter:
     def __init__(
-        self, target: str, resource: dict[str, str], metrics: MeshMetrics, *, interval_s: float = 10.0
+        self,
+        target: str,
+        resource: dict[str, str],
+        metrics: MeshMetrics,
+        *,
+        interval_s: float = 10.0,
+        tls_roots: Callable[[], bytes] | None = None,
     ) -> None:
-        self._client = OtlpClient(target)
+        self._client = OtlpClient(target, tls_roots)
         self._resource = encode_resource(resource)
         self._scope = encode_scope("proxyagent")
         self._metrics = metrics
@@ -108,7 +119,10 @@ class MetricExporter:
         for (name, key), value in reading.sums.items():
             increase = round(_increase(value, self._baseline.sums.get((name, key))))
             if increase > 0:
-                sums[name].append(number_point(_attributes(key), start_ns, now_ns, increase))
+                point = number_point(_attributes(key), start_ns, now_ns, increase)
+                sums[name].append(point)
+                if name == "mesh_requests_total" and key[_MTLS] == "true":
+                    sums["mtls"].append(point)
         histograms: list[bytes] = []
         for key, cumulative in reading.buckets.items():
             before = self._baseline.buckets.get(key)
@@ -132,7 +146,7 @@ class MetricExporter:
                     bounds=LATENCY_BUCKETS,
                 )
             )
-        metrics = [delta_sum(*_SUMS[name], points) for name, points in sorted(sums.items())]
+        metrics = [delta_sum(*_SUMS.get(name, MTLS_METRIC), points) for name, points in sorted(sums.items())]
         if histograms:
             metrics.append(delta_histogram(DURATION_METRIC, "Request duration.", "s", histograms))
         request = encode_metrics_request(self._resource, self._scope, metrics) if metrics else None

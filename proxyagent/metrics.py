@@ -17,14 +17,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-LABELS = ("direction", "source_workload", "destination_service", "destination_workload", "status_class")
+# ``mtls``: "true" when the request crossed between sidecars over mutual TLS (inbound: the caller's
+# connection; outbound: the connection to the endpoint), else "false".
+LABELS = ("direction", "source_workload", "destination_service", "destination_workload", "mtls", "status_class")
 _FLOW_LABELS = ("direction", "destination_service")
 # Seconds; dense below 100 ms where a mesh hop lives, sparse above for slow apps.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The "le" labels as prometheus_client writes them (repr of the float; these bounds need no exponent).
 _LE = (*[repr(float(b)) for b in LATENCY_BUCKETS], "+Inf")
 
-EdgeLabels = tuple[str, str, str, str, str]
+EdgeLabels = tuple[str, str, str, str, str, str]
 
 
 class EdgeSeries:
@@ -111,6 +113,20 @@ class MeshMetrics:
             "mesh_ejected_endpoints",
             "Endpoints currently ejected by outlier detection.",
             ("destination_service",),
+            registry=self.registry,
+        )
+        # Mutual TLS: rare events (per connection, never per request).
+        self.plaintext_refused = Counter(
+            "mesh_plaintext_refused",
+            "Plaintext connections the inbound listener closed because peer authentication is STRICT.",
+            registry=self.registry,
+        )
+        self.tls_refused = Counter(
+            "mesh_tls_refused",
+            "Connections refused at the TLS layer, by side and reason: handshake (a chain that does not verify, "
+            "or the peer refused ours), no_identity (no SPIFFE id in the peer's certificate), identity_mismatch "
+            "(the server is not the endpoint's expected identity), no_certificate (this agent has none yet).",
+            ("direction", "reason"),
             registry=self.registry,
         )
         self.faults_injected = Counter(

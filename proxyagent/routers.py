@@ -66,8 +66,12 @@ class OutboundRouter:
         balancer: Balancer,
         default_timeout_s: float,
         metrics: MeshMetrics | None = None,
+        *,
+        mtls: bool = False,
     ) -> None:
         self._identity = identity
+        # Every endpoint is another sidecar's inbound port: with mTLS on, connections to all of them are mTLS.
+        self._mtls = mtls
         self._store = store
         self._balancer = balancer
         self._default_timeout_s = default_timeout_s
@@ -83,12 +87,15 @@ class OutboundRouter:
         # At once rather than at the next request: ejection timers and gauges of a policy that is gone stop.
         store.on_change(self._new_table)
 
-    def route(self, head: RequestHead) -> tuple[Target, bytes]:
+    def route(self, head: RequestHead, peer: str = "") -> tuple[Target, bytes]:
         fields = head.fields
         return self.route_parts(head.target, fields.get(b"host"), fields.get(SOURCE_WORKLOAD_HEADER))
 
-    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
-        """``route`` from the three things it reads: the request target, Host and the caller's workload."""
+    def route_parts(
+        self, request_target: bytes, host: bytes | None, source: bytes | None, peer: str = ""
+    ) -> tuple[Target, bytes]:
+        """``route`` from the three things it reads: the request target, Host and the caller's workload
+        (``peer``, the app's connection, is always plaintext on localhost)."""
         host, path = _split_target(request_target, host)
         table = self._store.table
         if table is not self._table:
@@ -151,6 +158,7 @@ class OutboundRouter:
             extra_headers=[self._source_header],
             replaces=_OUTBOUND_REPLACES,
             policy=policy,
+            mtls=self._mtls,
         )
         self._policy_targets[destination.key] = target
         return target
@@ -178,6 +186,8 @@ class OutboundRouter:
             extra_headers=[self._source_header],
             replaces=_OUTBOUND_REPLACES,
             on_done=done,
+            mtls=self._mtls,
+            identity=endpoint.identity,
         )
 
 
@@ -192,18 +202,23 @@ class InboundRouter:
         self._app_port = app_port
         self._timeout_s = timeout_s
         self._service = f"{identity.service}.{identity.namespace}"
-        self._targets: dict[bytes | None, Target] = {}
+        # By (x-mesh-source-workload, the caller's verified SPIFFE id or "" for plaintext).
+        self._targets: dict[tuple[bytes | None, str], Target] = {}
 
-    def route(self, head: RequestHead) -> tuple[Target, bytes]:
+    def route(self, head: RequestHead, peer: str = "") -> tuple[Target, bytes]:
         fields = head.fields
-        return self.route_parts(head.target, fields.get(b"host"), fields.get(SOURCE_WORKLOAD_HEADER))
+        return self.route_parts(head.target, fields.get(b"host"), fields.get(SOURCE_WORKLOAD_HEADER), peer)
 
-    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
-        target = self._targets.get(source)
+    def route_parts(
+        self, request_target: bytes, host: bytes | None, source: bytes | None, peer: str = ""
+    ) -> tuple[Target, bytes]:
+        """To the app; ``peer`` is the caller's SPIFFE id when its connection is mutual TLS."""
+        key = (source, peer)
+        target = self._targets.get(key)
         if target is None:
             target = _remember(
                 self._targets,
-                source,
+                key,
                 Target(
                     host=self._app_host,
                     port=self._app_port,
@@ -212,6 +227,8 @@ class InboundRouter:
                     source_workload=source.decode("latin-1") if source else "unknown",
                     timeout_s=self._timeout_s,
                     direction=self.direction,
+                    mtls=bool(peer),
+                    identity=peer,
                 ),
             )
         path = request_target

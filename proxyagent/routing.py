@@ -24,6 +24,8 @@ class Endpoint:
     weight: int = 1
     # Not part of identity or hash: two endpoints at one address are one endpoint.
     labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # The SPIFFE id the endpoint's sidecar presents in mutual TLS ("": not said); a caller refuses any other.
+    identity: str = field(default="", compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,8 @@ class RoutingTable:
     policy_version: int = 0
     # Who may call this agent's own service; kept here for the inbound listener's authorization.
     inbound: InboundPolicy = EMPTY_INBOUND
+    # Every root the mesh trusts (PEM), the signing root first; empty before any snapshot carried one.
+    trust_bundle: bytes = b""
 
     def lookup(self, host: str, own_namespace: str) -> Destination | None:
         """The destination a ``Host`` header names: ``svc``, ``svc.ns`` or ``svc.ns.svc.<domain>``, any port."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import grpc
 
+from proxyagent.channels import ChannelSource
 from proxyagent.otlp_wire import (
     MAX_CACHED,
     AttributeCache,
@@ -59,7 +60,7 @@ class HttpSpans:
         target: bytes,
         version: str,
         status: int,
-        edge: tuple[str, str, str, str],
+        edge: tuple[str, str, str, str, str],
         mesh_error: str | None,
         start_ns: int,
         end_ns: int,
@@ -84,7 +85,7 @@ class HttpSpans:
         )
 
     def shared_parts(
-        self, method: bytes, version: str, status: int, edge: tuple[str, str, str, str], mesh_error: str | None
+        self, method: bytes, version: str, status: int, edge: tuple[str, str, str, str, str], mesh_error: str | None
     ) -> tuple[bytes, bytes]:
         """(span name, encoded attributes) shared by every span of this method, status and edge: all but the path."""
         key = (method, version, status, edge, mesh_error)
@@ -97,9 +98,9 @@ class HttpSpans:
 
     @staticmethod
     def _encode_block(
-        method: bytes, version: str, status: int, edge: tuple[str, str, str, str], mesh_error: str | None
+        method: bytes, version: str, status: int, edge: tuple[str, str, str, str, str], mesh_error: str | None
     ) -> tuple[bytes, bytes]:
-        _, source, service, workload = edge
+        _, source, service, workload, _ = edge
         attributes: list[tuple[str, str | int]] = [
             ("http.request.method", method.decode("latin-1")),
             ("http.response.status_code", status),
@@ -119,17 +120,16 @@ class HttpSpans:
 class OtlpClient:
     """One lazily opened gRPC channel to an OTLP receiver, sending requests already encoded to bytes."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, tls_roots: Callable[[], bytes] | None = None) -> None:
         self.target = target
-        self._channel: grpc.aio.Channel | None = None
+        # TLS when ``tls_roots`` gives the PEM roots to verify the receiver with (the control plane's).
+        self._channels = ChannelSource(target, tls_roots)
         self._last_error_log = 0.0
         self.failed_total = 0
 
     async def send(self, method: str, request: bytes) -> bool:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
         # The reply (an Export*ServiceResponse) is not needed.
-        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channels.channel().unary_unary(
             method, request_serializer=None, response_deserializer=None
         )
         try:
@@ -144,9 +144,7 @@ class OtlpClient:
         return True
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._channels.close()
 
 
 class SpanExporter:
@@ -158,11 +156,12 @@ class SpanExporter:
         target: str,
         resource: dict[str, str],
         *,
+        tls_roots: Callable[[], bytes] | None = None,
         max_queue: int = 8192,
         batch_size: int = 512,
         interval_s: float = 1.0,
     ) -> None:
-        self._client = OtlpClient(target)
+        self._client = OtlpClient(target, tls_roots)
         self._resource = encode_resource(resource)
         self._scope = encode_scope("proxyagent")
         self._queue: deque[bytes] = deque()

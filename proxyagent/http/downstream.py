@@ -15,6 +15,7 @@ from proxyagent.http.headers import Headers
 from proxyagent.http.heads import request_head
 from proxyagent.http.proxy import HttpProxy
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.tls.spiffe import peer_id
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ class DownstreamConnection(asyncio.Protocol):
     def __init__(self, proxy: HttpProxy) -> None:
         self.proxy = proxy
         self.transport: asyncio.Transport | None = None
+        # The caller's SPIFFE id, verified in the TLS handshake, when this connection is mutual TLS; every
+        # request on it carries it (metrics, the server span, authorization).
+        self.peer_identity = ""
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: Headers = []
@@ -59,6 +63,15 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        if transport.get_extra_info("sslcontext") is not None:
+            # A mutual TLS connection (the handshake verified the chain): it must name a workload.
+            peer = peer_id(transport.get_extra_info("peercert"))
+            if peer is None:
+                self.proxy.metrics.tls_refused.labels(self.proxy.direction, "no_identity").inc()
+                self.closed = True
+                self.transport.abort()
+                return
+            self.peer_identity = peer
         self.proxy.connections.add(self)
         self._arm(self._last_done + self.proxy.settings.idle_timeout_s)
 

@@ -161,6 +161,11 @@ class Exchange:
         # Set when the route is a destination with a traffic policy (proxyagent.http.policy_path).
         self._policy: PolicyRequest | None = None
 
+    @property
+    def peer_identity(self) -> str:
+        """The caller's verified SPIFFE id when its connection is mutual TLS, else "" (for authorization)."""
+        return self._client.peer_identity
+
     # Request side (called by the client connection)
 
     def start(self) -> None:
@@ -177,7 +182,7 @@ class Exchange:
             self._trace = trace = continue_or_start(fields.get(b"traceparent"), sample=sample)
             raw_hops = fields.get(_HOPS_HEADER)
             hops = self._hops(raw_hops) if raw_hops is not None else 0
-            target, path = proxy.router.route(head)
+            target, path = proxy.router.route(head, self._client.peer_identity)
             self._target = target
             proxy.target_started(target)
             if head.has_body and head.version == "1.1":
@@ -194,7 +199,7 @@ class Exchange:
                 return
             self.deadline = self._loop.time() + target.timeout_s
             self._client.watch(self.deadline)
-            conn = None if head.upgrade else proxy.pool.take_idle(target.host, target.port)
+            conn = None if head.upgrade else proxy.pool.take_idle(target.host, target.port, target.identity)
             if conn is not None:
                 self._attach(conn)
             else:
@@ -632,7 +637,7 @@ class Exchange:
         target = self._target
         assert target is not None
         try:
-            conn = await self._proxy.pool.connect(target.host, target.port)
+            conn = await self._proxy.pool.connect(target.host, target.port, target.identity)
         except MeshError as exc:
             self._connecting = None
             self.fail(exc)
@@ -698,7 +703,11 @@ class Exchange:
         if not status:
             return
         elapsed = time.perf_counter() - self._started
-        edge = target.edge if target is not None else (proxy.direction, "unknown", "unknown", "unknown")
+        edge = (
+            target.edge
+            if target is not None
+            else (proxy.direction, "unknown", "unknown", "unknown", "true" if self._client.peer_identity else "false")
+        )
         proxy.observe(edge, status, elapsed, self._request_bytes, self._response_bytes)
         trace = self._trace
         spans = proxy.spans
@@ -717,5 +726,6 @@ class Exchange:
                 str(mesh_error) if mesh_error is not None else None,
                 self._started_ns,
                 self._started_ns + int(elapsed * 1e9),
-                policy.span_extra() if policy is not None else b"",
+                (target.span_extra if target is not None else b"")
+                + (policy.span_extra() if policy is not None else b""),
             )

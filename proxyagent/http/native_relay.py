@@ -20,7 +20,6 @@ from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.headers import header_lines
 from proxyagent.http.heads import REQUEST_FIELDS
 from proxyagent.http.proxy import HttpProxy, Target
-from proxyagent.http.upstream import open_connection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.routers import SOURCE_WORKLOAD_HEADER
 
@@ -43,7 +42,9 @@ SPAN_QUEUE = 8192
 
 # What the relay reads of a route: (target, origin-form path, pool key, host, port, timeout in
 # seconds, header lines the route adds, whether x-mesh-source-workload is dropped).
-NativeRoute = tuple[Target, bytes, tuple[str, int], str, int, float, bytes, bool]
+# The pool key is (host, port, the endpoint's expected SPIFFE id): with mTLS on, the relay's upstream
+# connections are mutual TLS (asyncio's TLS transport under the relay's protocol), verified when opened.
+NativeRoute = tuple[Target, bytes, tuple[str, int, str], str, int, float, bytes, bool]
 
 
 class NativeRelay:
@@ -100,7 +101,7 @@ class NativeRelay:
                 return None
             extra = b"".join(header_lines(target.extra_headers))
             native = target.native = (
-                (target.host, target.port),
+                (target.host, target.port, target.identity if proxy.pool.tls is not None else ""),
                 target.host,
                 target.port,
                 target.timeout_s,
@@ -128,19 +129,17 @@ class NativeRelay:
         assert spans is not None, "the relay records spans only when the proxy has an exporter"
         return spans.shared_parts(method, "1.1", status, target.edge, mesh_error)
 
-    def connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int]) -> None:
+    def connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
         """Open an upstream connection for the client's exchange ``gen``; the answer comes back through
         ``client.connected`` or ``client.connect_failed``."""
         task = self._loop.create_task(self._connect(client, gen, host, port, key))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int]) -> None:
+    async def _connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
         relay = self.relay
         try:
-            upstream = await open_connection(
-                lambda: _relay.Upstream(relay, key), host, port, self._proxy.pool.connect_timeout_s
-            )
+            upstream = await self._proxy.pool.open(lambda: _relay.Upstream(relay, key), host, port, key[2])
         except MeshError as exc:
             client.connect_failed(gen, exc.detail)
             return

@@ -314,7 +314,7 @@ class PolicyRequest:
         target = exchange._target
         assert target is not None
         pool = exchange._proxy.pool
-        conn = None if exchange.head.upgrade or fresh else pool.take_idle(target.host, target.port)
+        conn = None if exchange.head.upgrade or fresh else pool.take_idle(target.host, target.port, target.identity)
         if conn is not None:
             self._arm_try()
             exchange._attach(conn)
@@ -350,7 +350,7 @@ class PolicyRequest:
         for endpoint in self._policy.destination.endpoints:
             if endpoint.address == keep.host and endpoint.port == keep.port:
                 continue
-            conn = pool.take_idle(endpoint.address, endpoint.port)
+            conn = pool.take_idle(endpoint.address, endpoint.port, endpoint.identity)
             if conn is None:
                 continue
             if conn.on_lost is not None:  # one the breaker counts: closing it makes room
@@ -363,7 +363,7 @@ class PolicyRequest:
         exchange = self._exchange
         breaker = self._breaker
         try:
-            conn = await exchange._proxy.pool.connect(target.host, target.port)
+            conn = await exchange._proxy.pool.connect(target.host, target.port, target.identity)
         except MeshError as exc:
             breaker.connection_closed()
             self._connect_failed(attempt, exc)

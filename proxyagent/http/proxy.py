@@ -22,6 +22,7 @@ from proxyagent.http.headers import PROXY_WRITTEN, Headers
 from proxyagent.http.heads import REQUEST_FIELDS, RequestHead
 from proxyagent.http.upstream import ConnectionPool
 from proxyagent.metrics import InFlight, MeshMetrics, status_class
+from proxyagent.otlp_wire import span_attribute
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
 
 if TYPE_CHECKING:
@@ -50,18 +51,37 @@ class Target:
     # Set on a destination's own target (no endpoint yet, host ""): its requests take the policy path, which
     # picks an endpoint target per try (proxyagent.resilience).
     policy: DestinationPolicy | None = None
-    # (direction, source workload, destination service, destination workload): the metric labels
-    # and span edge, less the status class.
-    edge: tuple[str, str, str, str] = field(init=False)
+    # Whether requests cross between sidecars over mutual TLS: inbound, the caller's connection is mTLS;
+    # outbound, connections to the endpoint are.
+    mtls: bool = False
+    # A SPIFFE id: outbound, the one the endpoint's sidecar must present ("": any of the mesh's); inbound,
+    # the caller's verified one ("": a plaintext caller).
+    identity: str = ""
+    # (direction, source workload, destination service, destination workload, mtls "true"/"false"): the
+    # metric labels and span edge, less the status class.
+    edge: tuple[str, str, str, str, str] = field(init=False)
+    # Span attributes of this target beyond the edge (the caller's principal on a server span), encoded.
+    span_extra: bytes = field(init=False)
     # The in-flight gauge of this target's (direction, destination), looked up on first use.
     in_flight: InFlight | None = field(init=False, default=None)
     # ``replaces`` beyond PROXY_WRITTEN: names a request's pre-serialized headers may still hold.
     extra_dropped: frozenset[bytes] = field(init=False)
     # What the native relay needs of this target, built on its first use there (native_relay.NativeRoute).
-    native: tuple[tuple[str, int], str, int, float, bytes, bool] | None = field(init=False, default=None)
+    native: tuple[tuple[str, int, str], str, int, float, bytes, bool] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.edge = (self.direction, self.source_workload, self.destination_service, self.destination_workload)
+        self.edge = (
+            self.direction,
+            self.source_workload,
+            self.destination_service,
+            self.destination_workload,
+            "true" if self.mtls else "false",
+        )
+        self.span_extra = (
+            span_attribute("mesh.peer.principal", self.identity)
+            if self.identity and self.direction == "inbound"
+            else b""
+        )
         self.extra_dropped = self.replaces - PROXY_WRITTEN
         if not self.extra_dropped <= REQUEST_FIELDS:
             # The request path finds these in RequestHead.fields; a name outside it would slip through.
@@ -77,12 +97,14 @@ class ClientConnection(Protocol):
 class Router(Protocol):
     direction: str
 
-    def route(self, head: RequestHead) -> tuple[Target, bytes]:
+    def route(self, head: RequestHead, peer: str = "") -> tuple[Target, bytes]:
         """Where the request goes and the origin-form path to send; raises ``MeshError`` when it cannot go
-        anywhere."""
+        anywhere. ``peer``: the SPIFFE id the client connection verified ("" for plaintext)."""
         ...
 
-    def route_parts(self, request_target: bytes, host: bytes | None, source: bytes | None) -> tuple[Target, bytes]:
+    def route_parts(
+        self, request_target: bytes, host: bytes | None, source: bytes | None, peer: str = ""
+    ) -> tuple[Target, bytes]:
         """``route`` from what it reads of a request: its target, Host and x-mesh-source-workload."""
         ...
 
@@ -122,7 +144,12 @@ class HttpProxy:
         self.connections: set[ClientConnection] = set()
 
     def observe(
-        self, edge: tuple[str, str, str, str], status: int, elapsed_s: float, request_bytes: int, response_bytes: int
+        self,
+        edge: tuple[str, str, str, str, str],
+        status: int,
+        elapsed_s: float,
+        request_bytes: int,
+        response_bytes: int,
     ) -> None:
         """A finished exchange's golden metrics."""
         self.metrics.series((*edge, status_class(status))).observe(

@@ -7,10 +7,16 @@ the exchange it is lent to, with no stream buffer or task wake-up in between.
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.metrics import MeshMetrics
+from proxyagent.tls.spiffe import peer_id
+
+logger = logging.getLogger(__name__)
 
 _MAX_IDLE_PER_HOST = 64
 
@@ -27,8 +33,13 @@ class UpstreamListener(Protocol):
     def upstream_paused(self, paused: bool) -> None: ...
 
 
+# Idle connections are kept per (host, port, expected SPIFFE id): a connection verified for one identity is
+# never lent for another.
+PoolKey = tuple[str, int, str]
+
+
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, pool: ConnectionPool, address: tuple[str, int]) -> None:
+    def __init__(self, pool: ConnectionPool, address: PoolKey) -> None:
         self._pool = pool
         self.address = address
         self.transport: asyncio.Transport | None = None
@@ -91,30 +102,90 @@ class UpstreamConnection(asyncio.Protocol):
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
-async def open_connection(factory: Callable[[], P], host: str, port: int, timeout_s: float) -> P:
-    """A new TCP connection served by ``factory``'s protocol; raises ``MeshError`` (upstream_connect_failed)."""
+class UpstreamTls(Protocol):
+    """Where an outbound pool finds its client TLS context (the current workload certificate)."""
+
+    @property
+    def client_context(self) -> ssl.SSLContext | None: ...
+
+
+async def open_connection(
+    factory: Callable[[], P],
+    host: str,
+    port: int,
+    timeout_s: float,
+    tls: UpstreamTls | None = None,
+    identity: str = "",
+    metrics: MeshMetrics | None = None,
+) -> P:
+    """A new TCP connection served by ``factory``'s protocol; raises ``MeshError`` (upstream_connect_failed).
+
+    With ``tls``: mutual TLS, the server's chain verified against the bundle and its SPIFFE id compared
+    with ``identity`` (when given) before the connection is returned, so nothing is ever sent to a
+    server that is not who the endpoint should be.
+    """
     loop = asyncio.get_running_loop()
+    context: ssl.SSLContext | None = None
+    if tls is not None:
+        context = tls.client_context
+        if context is None:
+            _count(metrics, "no_certificate")
+            raise MeshError(
+                MeshErrorCode.UPSTREAM_CONNECT_FAILED,
+                f"connect to {host}:{port}: this sidecar has no workload certificate yet for mutual TLS",
+            )
     try:
         async with asyncio.timeout(timeout_s):
-            _, protocol = await loop.create_connection(factory, host, port)
+            transport, protocol = await loop.create_connection(factory, host, port, ssl=context)
     except TimeoutError:
         raise MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} timed out") from None
+    except ssl.SSLError as exc:
+        _count(metrics, "handshake")
+        raise MeshError(
+            MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"mutual TLS with {host}:{port} failed: {exc.reason or exc}"
+        ) from None
     except OSError as exc:
+        if context is not None:
+            # Reset during the handshake: typically the server refused our certificate.
+            _count(metrics, "handshake")
         raise MeshError(
             MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} failed: {exc.strerror or exc}"
         ) from None
+    if context is not None:
+        presented = peer_id(transport.get_extra_info("peercert"))
+        if presented is None or (identity and presented != identity):
+            transport.abort()
+            _count(metrics, "no_identity" if presented is None else "identity_mismatch")
+            expected = identity or "a workload SPIFFE id"
+            raise MeshError(
+                MeshErrorCode.UPSTREAM_CONNECT_FAILED,
+                f"{host}:{port} presented {presented or 'no SPIFFE id'}, expected {expected}",
+            )
     return protocol
 
 
+def _count(metrics: MeshMetrics | None, reason: str) -> None:
+    if metrics is not None:
+        metrics.tls_refused.labels("outbound", reason).inc()
+
+
 class ConnectionPool:
-    """Idle keep-alive connections per (host, port); a connection is either lent out or idle, never both."""
+    """Idle keep-alive connections per (host, port, identity); a connection is either lent out or idle, never both.
 
-    def __init__(self, connect_timeout_s: float = 2.0) -> None:
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+    With ``tls``, every connection is mutual TLS (an outbound pool in mTLS mode): the handshake happens
+    when a connection is opened, never on a request that finds an idle one.
+    """
+
+    def __init__(
+        self, connect_timeout_s: float = 2.0, tls: UpstreamTls | None = None, metrics: MeshMetrics | None = None
+    ) -> None:
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.connect_timeout_s = connect_timeout_s
+        self.tls = tls
+        self.metrics = metrics
 
-    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
-        idle = self._idle.get((host, port))
+    def take_idle(self, host: str, port: int, identity: str = "") -> UpstreamConnection | None:
+        idle = self._idle.get((host, port, identity))
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
@@ -122,9 +193,21 @@ class ConnectionPool:
                 return conn
         return None
 
-    async def connect(self, host: str, port: int) -> UpstreamConnection:
-        key = (host, port)
-        return await open_connection(lambda: UpstreamConnection(self, key), host, port, self.connect_timeout_s)
+    async def connect(self, host: str, port: int, identity: str = "") -> UpstreamConnection:
+        key = (host, port, identity)
+        return await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
+
+    async def open(self, factory: Callable[[], P], host: str, port: int, identity: str = "") -> P:
+        """A new connection as this pool makes them (TLS or not), served by ``factory``'s protocol."""
+        return await open_connection(
+            factory,
+            host,
+            port,
+            self.connect_timeout_s,
+            self.tls,
+            identity if self.tls is not None else "",
+            self.metrics,
+        )
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.listener = None

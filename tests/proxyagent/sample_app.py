@@ -52,6 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._websocket_echo()
             return
         body = self._read_body()
+        if url.path == "/gate":
+            # Held until the test opens the gate of that name: a request in flight for as long as a test needs.
+            entered, gate = self.server.gate(query["name"])
+            entered.set()
+            gate.wait(timeout=60)
         if url.path == "/slow":
             time.sleep(float(query.get("s", "1")))
         if url.path == "/status":
@@ -114,6 +119,13 @@ class AppServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.client_ports: set[int] = set()
+        self._gates: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+    def gate(self, name: str) -> tuple[threading.Event, threading.Event]:
+        """(entered, open) of the gate ``name``: a request to /gate?name=<name> sets the first and waits for the
+        second."""
+        with self.lock:
+            return self._gates.setdefault(name, (threading.Event(), threading.Event()))
 
     @property
     def port(self) -> int:

@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from proxyagent.metric_export import MetricExporter
 from proxyagent.metrics import LATENCY_BUCKETS, MeshMetrics
 
-EDGE = ("outbound", "web-v1", "reviews.shop", "reviews-v2")
+EDGE = ("outbound", "web-v1", "reviews.shop", "reviews-v2", "true")  # over mutual TLS
 
 
 def _decode(request: bytes | None) -> dict[Any, Any]:
@@ -28,6 +28,7 @@ def _decode(request: bytes | None) -> dict[Any, Any]:
             else:
                 assert metric.histogram.aggregation_temporality == 1
             assert attrs["mesh.destination.workload"] == "reviews-v2"
+            assert attrs["mesh.mtls"] == "true"
     return out
 
 
@@ -50,6 +51,8 @@ async def test_the_first_export_carries_everything_and_the_next_only_the_increas
     assert first[("mesh.request.errors", "5xx")].as_int == 1
     assert ("mesh.request.errors", "2xx") not in first, "zero increases are not sent"
     assert first[("mesh.response.body.size", "2xx")].as_int == 400
+    assert first[("mesh.requests.mtls", "2xx")].as_int == 4, "the graph's mTLS share counts these"
+    assert first[("mesh.requests.mtls", "5xx")].as_int == 1
     histogram = first[("mesh.request.duration", "2xx")]
     assert list(histogram.explicit_bounds) == list(LATENCY_BUCKETS)
     assert histogram.count == 4
@@ -104,3 +107,19 @@ def test_the_prometheus_exposition_has_cumulative_buckets_and_in_flight_gauges()
     assert abs(sample("mesh_request_duration_seconds_sum") - 0.005) < 1e-9
     assert sample("mesh_requests_total") == 3
     assert sample('mesh_requests_in_flight{destination_service="reviews.shop",direction="outbound"}') == 1
+
+
+def test_only_requests_over_mutual_tls_count_as_mtls() -> None:
+    metrics = MeshMetrics()
+    exporter = MetricExporter("127.0.0.1:1", {"service.name": "web"}, metrics)
+    plaintext = (*EDGE[:4], "false", "2xx")
+    for _ in range(3):
+        metrics.observe(plaintext, seconds=0.001, request_bytes=0, response_bytes=0, failed=False)
+    _observe(metrics, "2xx", 0.001, 2)
+    decoded = metrics_service_pb2.ExportMetricsServiceRequest.FromString(exporter.encode_increase()[0] or b"")
+    totals: dict[str, int] = {}
+    for metric in decoded.resource_metrics[0].scope_metrics[0].metrics:
+        if metric.HasField("sum"):
+            totals[metric.name] = sum(point.as_int for point in metric.sum.data_points)
+    assert totals["mesh.requests"] == 5
+    assert totals["mesh.requests.mtls"] == 2

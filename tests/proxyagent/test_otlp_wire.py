@@ -131,7 +131,7 @@ def test_http_spans_carry_the_semantic_convention_attributes_and_the_mesh_edge()
             target=b"/orders/7?x=1",
             version="1.1",
             status=status,
-            edge=("outbound", "web-v1", "orders.shop", "orders-v2"),
+            edge=("outbound", "web-v1", "orders.shop", "orders-v2", "true"),
             mesh_error=mesh_error,
             start_ns=10,
             end_ns=20,

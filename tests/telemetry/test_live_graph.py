@@ -87,7 +87,7 @@ async def test_a_subscriber_gets_a_snapshot_then_deltas_after_traffic(web: str, 
         for status_class, n in (("2xx", 9), ("5xx", 1)):
             for _ in range(n):
                 metrics.observe(
-                    ("outbound", "web-v1", "reviews.shop", "reviews-v1", status_class),
+                    ("outbound", "web-v1", "reviews.shop", "reviews-v1", "false", status_class),
                     seconds=0.003,
                     request_bytes=0,
                     response_bytes=10,
@@ -134,12 +134,12 @@ async def test_a_service_subscriber_gets_its_series_then_inbound_and_outbound_de
             f"127.0.0.1:{grpc_server.port}", {"service.name": "reviews", "service.namespace": "shop"}, metrics
         )
         for key, n in (
-            (("inbound", "web-v1", "reviews.shop", "reviews-v1", "2xx"), 4),
-            (("outbound", "reviews-v1", "ratings.shop", "ratings-v1", "5xx"), 2),
-            (("outbound", "reviews-v1", "details.other", "details-v1", "2xx"), 1),
+            (("inbound", "web-v1", "reviews.shop", "reviews-v1", "true", "2xx"), 4),
+            (("outbound", "reviews-v1", "ratings.shop", "ratings-v1", "true", "5xx"), 2),
+            (("outbound", "reviews-v1", "details.other", "details-v1", "false", "2xx"), 1),
         ):
             for _ in range(n):
-                metrics.observe(key, seconds=0.02, request_bytes=0, response_bytes=5, failed=key[4] == "5xx")
+                metrics.observe(key, seconds=0.02, request_bytes=0, response_bytes=5, failed=key[5] == "5xx")
         assert await exporter.export()
         await exporter.close()
 

@@ -118,7 +118,7 @@ async def test_a_real_agents_exporter_lands_in_the_same_buckets(server: MeshCont
     exporter = MetricExporter(f"127.0.0.1:{server.port}", {"service.name": "web", "service.namespace": "shop"}, metrics)
     for _ in range(7):
         metrics.observe(
-            ("outbound", "web-v1", "reviews.shop", "reviews-v1", "2xx"),
+            ("outbound", "web-v1", "reviews.shop", "reviews-v1", "true", "2xx"),  # over mutual TLS
             seconds=0.004,
             request_bytes=0,
             response_bytes=50,
@@ -128,6 +128,7 @@ async def test_a_real_agents_exporter_lands_in_the_same_buckets(server: MeshCont
     await exporter.close()
     row = await sync_to_async(EdgeBucket.objects.get)()
     assert (row.requests, row.errors, row.response_bytes) == (7, 0, 350)
+    assert row.mtls == 7, "mesh.requests.mtls reaches the graph's mTLS share"
     assert row.latency_counts[LATENCY_BOUNDS_S.index(0.005)] == 7
     assert abs(row.latency_sum_s - 0.028) < 1e-9
 
