@@ -1,4 +1,5 @@
-"""Proxy overhead, side by side in one run: no proxy, one sidecar, two sidecars, two HAProxy hops.
+"""Proxy overhead, side by side in one run: no proxy, one sidecar, two sidecars (plaintext and mutual TLS),
+two HAProxy hops.
 
 Every configuration sends to the same backend (HAProxy answering 200 "ok"
 itself, so the backend costs next to nothing). Proxies are pinned to CPU 0;
@@ -15,6 +16,15 @@ and repeated; each figure is the median over repetitions.
 
 Telemetry is on: the sidecars record a span per request and export them over
 OTLP/gRPC to a receiver in this process, which accepts and discards them.
+
+The mTLS pair gets its workload certificates from a small MeshControl over TLS
+with a CA of its own, in this process (``tests/mtls/fake_control_plane.py``,
+the one the mTLS tests use): join tokens, registration, and a snapshot naming
+the callee's identity, which the caller verifies on every new connection. Keep-alive
+connections make the handshake a per-connection cost; the row measures what TLS
+adds per request.
+
+    python bench/proxy_overhead.py --only-mtls --duration 5 --repeat 1 --rates 1000 --out /tmp/bench.md
 
     make bench            # or: python bench/proxy_overhead.py --duration 10 --repeat 2
 """
@@ -96,9 +106,13 @@ class Processes:
     tmp: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, argv: list[str], cpu: str) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], cpu: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            ["taskset", "-c", cpu, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO
+            ["taskset", "-c", cpu, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
         )
         self.started.append(process)
         return process
@@ -136,19 +150,65 @@ class Sidecar:
     ports: dict[str, int]
 
 
-def start_sidecar(procs: Processes, service: str, app_port: int, otlp: str) -> Sidecar:
+def start_sidecar(
+    procs: Processes, service: str, app_port: int, otlp: str, mtls: MtlsControlPlane | None = None
+) -> Sidecar:
+    """A sidecar in static mode (config pushed by ``apply_route``), or joining ``mtls``'s mesh with mutual TLS."""
     ports = {name: free_port() for name in ("outbound", "inbound", "admin", "admin_http")}
+    identity: list[str] = ["--control-plane", ""]
+    env: dict[str, str] = {}
+    if mtls is not None:
+        identity = ["--control-plane", mtls.control.address, "--trust-bundle", str(mtls.bundle_file),
+                    "--service-account", service, "--mtls", "on"]  # fmt: skip
+        # Through the environment, as an operator should: command lines are visible to every user.
+        env = {"PROXYAGENT_JOIN_TOKEN": mtls.control.join_token("bench", service)}
     process = procs.start(
         [sys.executable, "-m", "proxyagent", "run", "--service", service, "--namespace", "bench",
-         "--app-port", str(app_port), "--control-plane", "", "--otlp-endpoint", otlp,
+         "--app-port", str(app_port), *identity, "--otlp-endpoint", otlp,
          "--outbound-port", str(ports["outbound"]), "--inbound-port", str(ports["inbound"]),
          "--admin-port", str(ports["admin"]), "--admin-http-port", str(ports["admin_http"]),
          "--log-level", "WARNING"],
         PROXY_CPU,
+        env,
     )  # fmt: skip
     for port in ports.values():
         wait_port(port)
     return Sidecar(process, ports)
+
+
+class MtlsControlPlane:
+    """Workload certificates and config for the mTLS pair: the mTLS tests' MeshControl, on a loop in a thread."""
+
+    def __init__(self, tmp: Path) -> None:
+        from tests.mtls.fake_control_plane import FakeControlPlane
+        from tests.proxyagent.mesh_harness import LoopThread
+
+        self.loop = LoopThread()
+        self.control = FakeControlPlane()
+        self.loop.run(self.control.start())
+        self.bundle_file = tmp / "trust-bundle.pem"
+        self.bundle_file.write_bytes(self.control.ca.bundle_pem)
+
+    def stop(self) -> None:
+        self.loop.run(self.control.stop())
+        self.loop.close()
+
+
+def wait_answers(target: Target, timeout: float = 30.0) -> None:
+    """Until ``target`` answers ``ok`` (the mTLS pair: once both joined and the caller holds the callee)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(target.url, headers={"Host": target.host}), timeout=5
+            ) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{target.name} does not answer")
+        time.sleep(0.1)
 
 
 def apply_route(sidecar: Sidecar, service: str, inbound_port: int) -> None:
@@ -274,6 +334,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="repetitions of each measurement")
     parser.add_argument("--rates", default="500,1000,2000")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--only-mtls",
+        action="store_true",
+        help="only the latency of two sidecars with and without mutual TLS (and no proxy), printed, no report",
+    )
     args = parser.parse_args()
     for tool in ("haproxy", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -297,6 +362,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="meshui-bench-") as tmp_name:
         tmp = Path(tmp_name)
         procs = Processes(tmp)
+        mtls: MtlsControlPlane | None = None
         try:
             backend = free_port()
             procs.haproxy("backend", backend, None, LOAD_CPU)
@@ -304,6 +370,9 @@ def main() -> int:
             untraced = start_sidecar(procs, "untraced", backend, "")
             caller = start_sidecar(procs, "client", 1, f"127.0.0.1:{otlp_port}")
             apply_route(caller, "app", callee.ports["inbound"])
+            mtls = MtlsControlPlane(tmp)
+            mtls_callee = start_sidecar(procs, "mtls-app", backend, f"127.0.0.1:{otlp_port}", mtls)
+            mtls_caller = start_sidecar(procs, "mtls-client", 1, f"127.0.0.1:{otlp_port}", mtls)
             ha2_port, ha1_port = free_port(), free_port()
             ha2 = procs.haproxy("hop2", ha2_port, backend, PROXY_CPU)
             ha1 = procs.haproxy("hop1", ha1_port, ha2_port, PROXY_CPU)
@@ -313,11 +382,16 @@ def main() -> int:
                 Target("mesh: two sidecars", f"http://127.0.0.1:{caller.ports['outbound']}/", "app",
                        [caller.process.pid, callee.process.pid]),
                 Target("HAProxy: two hops", f"http://127.0.0.1:{ha1_port}/", "app", [ha1.pid, ha2.pid]),
+                Target("mesh: two sidecars, mTLS", f"http://127.0.0.1:{mtls_caller.ports['outbound']}/", "mtls-app",
+                       [mtls_caller.process.pid, mtls_callee.process.pid]),
             ]  # fmt: skip
             with urllib.request.urlopen(
                 urllib.request.Request(targets[2].url, headers={"Host": "app"}), timeout=5
             ) as response:
                 assert response.read() == b"ok", "the mesh path does not answer"
+            wait_answers(targets[4])
+            if args.only_mtls:
+                targets = [targets[0], targets[2], targets[4]]
             results: dict[tuple[str, int], list[RateResult]] = {}
             for rate in rates:
                 for _ in range(args.repeat):
@@ -326,6 +400,9 @@ def main() -> int:
                         results.setdefault((target.name, rate), []).append(
                             constant_rate(target, rate, args.duration, tmp)
                         )
+            if args.only_mtls:
+                print_mtls(targets, rates, results)
+                return 0
             one_hop = {
                 "sidecar": targets[1],
                 "sidecar, telemetry off": Target(
@@ -349,6 +426,8 @@ def main() -> int:
             rss = {"client sidecar": peak_rss_mb(caller.process.pid), "app sidecar": peak_rss_mb(callee.process.pid)}
         finally:
             procs.stop()
+            if mtls is not None:
+                mtls.stop()
             receiver.stop(0)
     stolen = stolen_share(ticks_before, cpu_ticks())
     write_report(
@@ -445,6 +524,19 @@ def write_report(
     write_section(out, "proxy", lines)
 
 
+def print_mtls(targets: list[Target], rates: list[int], results: dict[tuple[str, int], list[RateResult]]) -> None:
+    """``--only-mtls``: the three paths' latency, and what mutual TLS adds to two sidecars' p99."""
+    for rate in rates:
+        for target in targets:
+            runs = results[(target.name, rate)]
+            print(
+                f"{target.name:28} {rate:5} rps: p50 {statistics.median(r.p50_ms for r in runs):.3f} ms, "
+                f"p99 {statistics.median(r.p99_ms for r in runs):.3f} ms, errors {sum(r.errors for r in runs)}"
+            )
+        plain, mtls = (statistics.median(r.p99_ms for r in results[(t.name, rate)]) for t in targets[1:])
+        print(f"mutual TLS adds {mtls - plain:+.3f} ms p99 at {rate} rps (goal: at most 0.5 ms at 1000 rps)")
+
+
 # Above this share of CPU time stolen by the hypervisor, a run's verdicts are flagged as noise.
 NOISY_STEAL = 0.05
 
@@ -459,12 +551,13 @@ def targets_section(
     """This milestone's targets next to what this run measured (at 1000 rps, telemetry on)."""
     if not all((t.name, 1000) in results for t in targets):
         return []
-    direct, one, mesh, haproxy = (results[(t.name, 1000)] for t in targets)
+    direct, one, mesh, haproxy, mtls = (results[(t.name, 1000)] for t in targets)
 
     def med(runs: list[RateResult], attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in runs))
 
     added_p99 = med(mesh, "p99_ms") - med(direct, "p99_ms")
+    mtls_p99 = med(mtls, "p99_ms") - med(mesh, "p99_ms")
     p50_gap_us = (med(mesh, "p50_ms") - med(haproxy, "p50_ms")) * 1000
     cores = med(one, "cpu_per_1000")
     peak = max(rss.values())
@@ -490,6 +583,8 @@ def targets_section(
         f"| one sidecar ≥ 50 % of HAProxy's max rps on one core | {ratio:.0%} | {verdict(ratio >= 0.5)} |",
         f"| ≤ 0.15 core per 1000 rps (one sidecar, at 1000 rps) | {cores:.3f} | {verdict(cores <= 0.15)} |",
         f"| RSS ≤ 50 MB under load | {peak:.1f} MB | {verdict(peak <= 50)} |",
+        f"| mutual TLS adds ≤ 0.5 ms p99 to two sidecars at 1000 rps | {mtls_p99:+.3f} ms "
+        f"| {verdict(mtls_p99 <= 0.5)} |",
         "",
         *(caveat if noisy else []),
     ]
