@@ -245,7 +245,7 @@ class Agent:
             self.spans,
         )
         self.inbound = HttpProxy(
-            InboundRouter(self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s),
+            InboundRouter(self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s, self.store),
             inbound_pool,
             self.metrics,
             settings,

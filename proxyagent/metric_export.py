@@ -2,7 +2,7 @@
 
 Every interval the agent reads its own Prometheus series, subtracts what the
 last successful export covered, and sends the increase per edge: requests,
-errors, request and response bytes (delta sums) and latency (a delta
+errors, request and response bytes, authorization denials (delta sums) and latency (a delta
 histogram with the agent's fixed bucket bounds, so the control plane computes
 percentiles from histograms). A failed export moves nothing forward: the next
 one covers both intervals.
@@ -37,6 +37,7 @@ _SUMS = {
     "mesh_request_errors_total": ("mesh.request.errors", "Requests that ended in a 5xx or a mesh error.", "{request}"),
     "mesh_request_bytes_total": ("mesh.request.body.size", "Request body bytes.", "By"),
     "mesh_response_bytes_total": ("mesh.response.body.size", "Response body bytes.", "By"),
+    "mesh_requests_denied_total": ("mesh.requests.denied", "Requests an authorization policy refused.", "{request}"),
 }
 # Requests carried over mutual TLS between sidecars: mesh.requests of the series with mtls="true".
 MTLS_METRIC = ("mesh.requests.mtls", "Requests carried over mutual TLS between sidecars.", "{request}")

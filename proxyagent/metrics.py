@@ -129,12 +129,24 @@ class MeshMetrics:
             ("direction", "reason"),
             registry=self.registry,
         )
+        # Authorization: counted by the callee's sidecar that decided (the service page's denied callers) and by
+        # the caller's that got the answer (the graph's edges are the callers' reports).
+        self.requests_denied = Counter(
+            "mesh_requests_denied",
+            "Requests refused by the callee's authorization policy (403 denied), by edge: inbound where this "
+            "sidecar refused them, outbound where the callee's sidecar did.",
+            LABELS,
+            registry=self.registry,
+        )
         self.faults_injected = Counter(
             "mesh_faults_injected",
             "Faults injected into outbound requests by traffic policy, by kind (delay, abort).",
             ("destination_service", "kind"),
             registry=self.registry,
         )
+
+    def count_denied(self, edge: tuple[str, str, str, str, str], status: int) -> None:
+        self.requests_denied.labels(*edge, status_class(status)).inc()
 
     def series(self, labels: EdgeLabels) -> EdgeSeries:
         series = self._edges.get(labels)

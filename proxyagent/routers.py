@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from proxyagent.authz.gate import InboundGate
 from proxyagent.balancer import Balancer
 from proxyagent.config_store import ConfigStore
 from proxyagent.http.headers import PROXY_WRITTEN
@@ -192,11 +193,19 @@ class OutboundRouter:
 
 
 class InboundRouter:
-    """Calls in from other agents: always to the local app."""
+    """Calls in from other agents: always to the local app, through the service's inbound gate when its
+    policy (``store``'s table) has anything to enforce."""
 
     direction = "inbound"
 
-    def __init__(self, identity: AgentIdentity, app_host: str, app_port: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        app_host: str,
+        app_port: int,
+        timeout_s: float,
+        store: ConfigStore | None = None,
+    ) -> None:
         self._identity = identity
         self._app_host = app_host
         self._app_port = app_port
@@ -204,6 +213,16 @@ class InboundRouter:
         self._service = f"{identity.service}.{identity.namespace}"
         # By (x-mesh-source-workload, the caller's verified SPIFFE id or "" for plaintext).
         self._targets: dict[tuple[bytes | None, str], Target] = {}
+        self._gate: InboundGate | None = None
+        if store is not None:
+            self._new_table(store.table)
+            store.on_change(self._new_table)
+
+    def _new_table(self, table: RoutingTable) -> None:
+        """The gate of the new table's inbound policy; cached targets carry the old one, so they go."""
+        gate = InboundGate(table.inbound, self._identity.service, self._identity.namespace, self._app_port)
+        self._gate = None if gate.open else gate
+        self._targets = {}
 
     def route(self, head: RequestHead, peer: str = "") -> tuple[Target, bytes]:
         fields = head.fields
@@ -229,6 +248,7 @@ class InboundRouter:
                     direction=self.direction,
                     mtls=bool(peer),
                     identity=peer,
+                    gate=self._gate,
                 ),
             )
         path = request_target

@@ -455,6 +455,8 @@ typedef struct Client {
     int answered;
     int head_sent;
     int status;
+    /* The callee's sidecar refused the request (403 with x-mesh-error: denied): counted on this edge. */
+    int denied;
     /* The response parser. */
     int rstate;
     Buf rhead;
@@ -781,11 +783,12 @@ static void client_finish(Client *c, const char *mesh_error) {
     c->connecting = 0;
     double elapsed = monotonic() - c->started;
     record_span(c, mesh_error, c->started_ns + (long long)(elapsed * 1e9));
-    PyObject *args[6] = {c->relay->bridge, c->target, PyLong_FromLong(c->status), PyFloat_FromDouble(elapsed),
-                         PyLong_FromLongLong(c->request_bytes), PyLong_FromLongLong(c->response_bytes)};
+    PyObject *args[7] = {c->relay->bridge, c->target, PyLong_FromLong(c->status), PyFloat_FromDouble(elapsed),
+                         PyLong_FromLongLong(c->request_bytes), PyLong_FromLongLong(c->response_bytes),
+                         c->denied ? Py_True : Py_False};
     PyObject *r = NULL;
     if (args[2] && args[3] && args[4] && args[5])
-        r = PyObject_VectorcallMethod(s_finish, args, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        r = PyObject_VectorcallMethod(s_finish, args, 7 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r == NULL) report("recording a finished request");
     Py_XDECREF(r);
     for (int i = 2; i < 6; i++) Py_XDECREF(args[i]);
@@ -920,7 +923,7 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
         return -1;
     }
     Tokens tokens = {0}, proxy_tokens = {0};
-    int chunked = 0, have_length = 0;
+    int chunked = 0, have_length = 0, denied = 0;
     long long length = 0;
     for (int k = 0; k < n; k++) {
         const char *v = p + fields[k].value;
@@ -951,6 +954,9 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
             chunked = 1;
             break;
         default:
+            if (status == 403 && fields[k].name_len == 12 && lower_eq(p + fields[k].name, 12, "x-mesh-error") &&
+                lower_eq(v, vn, "denied"))
+                denied = 1;
             break;
         }
     }
@@ -967,6 +973,7 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
     c->up_keep = upstream_keep && !head_only;
     c->keep = c->req_keep && upstream_keep;
     c->status = status;
+    c->denied = denied;
     /* The head: status line, end-to-end headers, via, our framing. */
     Buf *out = &c->out;
     if (BUF_LIT(out, "HTTP/1.1 ") < 0 || buf_add(out, p + 9, 3) < 0 || BUF_LIT(out, " ") < 0 ||
@@ -1489,7 +1496,7 @@ static int client_start(Client *c, const Request *r, int retryable) {
     c->req_keep = !r->tokens.close;
     c->request_bytes = r->content_length;
     c->response_bytes = 0;
-    c->retried = c->got_bytes = c->answered = c->head_sent = c->status = c->junk = 0;
+    c->retried = c->got_bytes = c->answered = c->head_sent = c->status = c->denied = c->junk = 0;
     c->keep = c->up_keep = 0;
     c->rstate = R_HEAD;
     trace_context(c, p, r);

@@ -37,9 +37,11 @@ from proxyagent.http.policy_path import PolicyRequest
 from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import UpstreamConnection
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.otlp_wire import span_attribute
 from proxyagent.tracing import TraceContext, continue_or_start
 
 if TYPE_CHECKING:
+    from proxyagent.authz.gate import InboundGate
     from proxyagent.http.downstream import DownstreamConnection
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def _chunk(data: bytes) -> bytes:
 
 class Exchange:
     __slots__ = (
+        "_authz_span",
         "_broken",
         "_client",
         "_close_delimited",
@@ -124,6 +127,8 @@ class Exchange:
         self._up_buffered = 0
         self._conn: UpstreamConnection | None = None
         self._target: Target | None = None
+        # Span attributes of the inbound gate's decision (the policy, the request principal).
+        self._authz_span = b""
         self._trace: TraceContext | None = None
         self._started = 0.0
         self._started_ns = 0
@@ -185,6 +190,9 @@ class Exchange:
             target, path = proxy.router.route(head, self._client.peer_identity)
             self._target = target
             proxy.target_started(target)
+            gate = target.gate
+            if gate is not None:
+                path = self._admit(target, gate, path)
             if head.has_body and head.version == "1.1":
                 expect = fields.get(b"expect")
                 if expect is not None and expect.lower() == b"100-continue":
@@ -209,6 +217,23 @@ class Exchange:
         except Exception:  # a bug of ours: answer this request rather than leave the connection hanging
             logger.exception("unexpected error starting a %s request", proxy.direction)
             self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, "the sidecar failed to forward the request"))
+
+    def _admit(self, target: Target, gate: InboundGate, path: bytes) -> bytes:
+        """The normalized path the gate authorized, or its ``MeshError``; a denial is counted on the edge the
+        request would have taken and the deciding policy goes on the span."""
+        head = self.head
+        try:
+            admission = gate.admit(head.method, path, head.headers, self._client.peer_identity or None)
+        except MeshError as exc:
+            if exc.code is MeshErrorCode.DENIED:
+                self._proxy.metrics.count_denied(target.edge, exc.status)
+                self._authz_span = span_attribute("mesh.authz.policy", exc.policy)
+            raise
+        if admission.policy_id is not None:
+            self._authz_span = span_attribute("mesh.authz.policy", admission.policy_id)
+        if admission.request_principal is not None:
+            self._authz_span += span_attribute("mesh.request.principal", admission.request_principal)
+        return admission.target
 
     def request_body(self, chunk: bytes) -> None:
         if self._finished:
@@ -393,6 +418,8 @@ class Exchange:
             self._broken = f"unsupported response framing: {exc.detail}"
             raise
         self._status = status
+        if status == 403:
+            self._count_callee_denial()
         request = self.head
         head_only = request.method == b"HEAD"
         connection = fields.get(b"connection")
@@ -438,6 +465,14 @@ class Exchange:
         self.answered = True
         if not has_body:
             self._response_done = True
+
+    def _count_callee_denial(self) -> None:
+        """Outbound, a 403 ``denied`` from the callee's sidecar: counted on this edge, which the graph draws."""
+        target = self._target
+        if target is None or self._proxy.direction != "outbound":
+            return
+        if any(name.lower() == b"x-mesh-error" and value.strip() == b"denied" for name, value in self._r_headers):
+            self._proxy.metrics.count_denied(target.edge, 403)
 
     def on_body(self, body: bytes) -> None:
         if self._interim or self._response_done or self._extra_message:
@@ -727,5 +762,6 @@ class Exchange:
                 self._started_ns,
                 self._started_ns + int(elapsed * 1e9),
                 (target.span_extra if target is not None else b"")
-                + (policy.span_extra() if policy is not None else b""),
+                + (policy.span_extra() if policy is not None else b"")
+                + self._authz_span,
             )

@@ -92,8 +92,9 @@ class NativeRelay:
             return None
         native = target.native
         if native is None:
-            if target.policy is not None:
-                # A destination with a traffic policy: the policy path (Python) serves it.
+            if target.policy is not None or target.gate is not None:
+                # A destination with a traffic policy, or a service with an authorization policy: the
+                # Python path serves it (the gate reads the method and every header).
                 return None
             if not target.extra_dropped <= _NATIVE_DROPPABLE:
                 if target.on_done is not None:
@@ -112,9 +113,11 @@ class NativeRelay:
         proxy.target_started(target)
         return (target, path, *native)
 
-    def finish(self, target: Target, status: int, elapsed_s: float, request_bytes: int, response_bytes: int) -> None:
-        """An exchange ``start`` routed has ended; ``status`` 0 when the client left before an answer. (The
-        relay encodes the span itself.)"""
+    def finish(
+        self, target: Target, status: int, elapsed_s: float, request_bytes: int, response_bytes: int, denied: bool
+    ) -> None:
+        """An exchange ``start`` routed has ended; ``status`` 0 when the client left before an answer; ``denied``
+        when the callee's sidecar refused it (403 ``denied``). (The relay encodes the span itself.)"""
         proxy = self._proxy
         proxy.in_flight -= 1
         if not proxy.in_flight:
@@ -122,6 +125,8 @@ class NativeRelay:
         proxy.target_done(target)
         if status:
             proxy.observe(target.edge, status, elapsed_s, request_bytes, response_bytes)
+            if denied:
+                proxy.metrics.count_denied(target.edge, status)
 
     def span_block(self, target: Target, method: bytes, status: int, mesh_error: str | None) -> tuple[bytes, bytes]:
         """The span name and the attributes every span of this kind shares (the relay caches them)."""

@@ -26,6 +26,7 @@ from proxyagent.otlp_wire import span_attribute
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
 
 if TYPE_CHECKING:
+    from proxyagent.authz.gate import InboundGate
     from proxyagent.resilience.destination import DestinationPolicy
 
 
@@ -57,6 +58,9 @@ class Target:
     # A SPIFFE id: outbound, the one the endpoint's sidecar must present ("": any of the mesh's); inbound,
     # the caller's verified one ("": a plaintext caller).
     identity: str = ""
+    # Inbound, when the service's policy has anything to enforce: every request passes it before it goes to
+    # the app (the Python path; the native relay hands such requests over).
+    gate: InboundGate | None = None
     # (direction, source workload, destination service, destination workload, mtls "true"/"false"): the
     # metric labels and span edge, less the status class.
     edge: tuple[str, str, str, str, str] = field(init=False)

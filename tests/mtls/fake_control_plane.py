@@ -110,6 +110,8 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
     certificate_ttl: dt.timedelta = dt.timedelta(hours=1)
     join_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # token -> (namespace, service account)
     peer_authentication: int = snapshot_pb2.PEER_AUTHENTICATION_MODE_PERMISSIVE
+    # Authorization and end-user token policy for every agent's own service (peer_authentication set on top).
+    inbound: snapshot_pb2.InboundPolicy = field(default_factory=snapshot_pb2.InboundPolicy)
     # The identity a service's endpoints are announced with, when not the one its agents registered with.
     identity_overrides: dict[str, str] = field(default_factory=dict)
     issuing: bool = True  # False: IssueCertificate answers UNAVAILABLE
@@ -171,13 +173,16 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
                     identity=self.identity_overrides.get(request.service, registered.identity),
                 )
             )
+        inbound = snapshot_pb2.InboundPolicy()
+        inbound.CopyFrom(self.inbound)
+        inbound.peer_authentication = self.peer_authentication  # type: ignore[assignment]
         return snapshot_pb2.Snapshot(
             version=self.version,
             destinations=[
                 snapshot_pb2.Destination(service=service, namespace=namespace, endpoints=endpoints)
                 for (service, namespace), endpoints in sorted(by_service.items())
             ],
-            inbound=snapshot_pb2.InboundPolicy(peer_authentication=self.peer_authentication),  # type: ignore[arg-type]
+            inbound=inbound,
             trust_bundle_pem=self.ca.bundle_pem,
         )
 
