@@ -183,6 +183,7 @@ def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
     assert [row["name"] for row in json.loads(body)["results"]] == ["cart"]
 
     _assert_traffic_flows_through_every_sidecar(demo, api, bearer)
+    _assert_the_outsider_is_denied_and_reported(demo, api, bearer)
     _assert_traces_span_every_hop(api, bearer)
     _assert_the_graph_shows_the_sample_mesh(api, bearer)
 
@@ -193,16 +194,23 @@ def test_the_demo_serves_the_api_and_stops_cleanly(demo: Demo) -> None:
         urllib.request.urlopen(demo.base + "/healthz", timeout=2)
 
 
-def _requests_seen(admin_http_port: int) -> dict[str, float]:
-    """Completed requests by direction, from one sidecar's /metrics."""
+def _metric(admin_http_port: int, name: str, **labels: str) -> float:
+    """The sum of one sidecar's ``name`` series that carry ``labels``, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_http_port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    seen = {"inbound": 0.0, "outbound": 0.0}
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith("mesh_requests_total{"):
-            direction = "inbound" if 'direction="inbound"' in line else "outbound"
-            seen[direction] += float(line.rsplit(" ", 1)[1])
-    return seen
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _requests_seen(admin_http_port: int) -> dict[str, float]:
+    """Completed requests by direction, from one sidecar's /metrics; every one between sidecars is mutual TLS."""
+    return {
+        direction: _metric(admin_http_port, "mesh_requests_total", direction=direction, mtls="true")
+        for direction in ("inbound", "outbound")
+    }
 
 
 def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer: dict[str, str]) -> None:
@@ -216,12 +224,13 @@ def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer
         "reviews-v2",
         "ratings-v1",
         "loadgen-v1",
+        "batch-v1",
     }
     callers = {"web-v1", "catalog-v1", "reviews-v1", "reviews-v2", "loadgen-v1"}
     deadline = time.monotonic() + 60
     while True:
         seen = {name: _requests_seen(agent["admin_http"]) for name, agent in agents.items()}
-        missing = [n for n in agents if n != "loadgen-v1" and not seen[n]["inbound"]]
+        missing = [n for n in agents if n not in {"loadgen-v1", "batch-v1"} and not seen[n]["inbound"]]
         missing += [n for n in callers if not seen[n]["outbound"]]
         if not missing:
             break
@@ -230,6 +239,37 @@ def _assert_traffic_flows_through_every_sidecar(demo: Demo, api: Browser, bearer
     status, body = api.request("GET", "/api/v1/agents/?namespace=shop&status=connected", headers=bearer)
     assert status == 200, body
     assert json.loads(body)["count"] == 7
+
+
+def _assert_the_outsider_is_denied_and_reported(demo: Demo, api: Browser, bearer: dict[str, str]) -> None:
+    """The batch job of namespace jobs calls reviews, which shop's reviewed policy refuses: its sidecar sees
+    403s, reviews' sidecars count the denials, and the service page's API names the caller."""
+    manifest = json.loads((demo.data_dir / "demo-mesh.json").read_text())
+    agents = {f"{a['service']}-{a['version']}": a["admin_http"] for a in manifest["agents"]}
+    deadline = time.monotonic() + 60
+    while True:
+        refused = _metric(agents["batch-v1"], "mesh_requests_total", direction="outbound", status_class="4xx")
+        denied = sum(
+            _metric(agents[name], "mesh_requests_denied_total", source_workload="batch-v1")
+            for name in ("reviews-v1", "reviews-v2")
+        )
+        if refused and denied:
+            break
+        assert time.monotonic() < deadline, f"batch → reviews not denied: {refused} refused, {denied} denied"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    assert _metric(agents["batch-v1"], "mesh_requests_total", direction="outbound", status_class="2xx") == 0
+    status, body = api.request("GET", "/api/v1/services/?namespace=shop", headers=bearer)
+    assert status == 200, body
+    reviews = next(row for row in json.loads(body)["results"] if row["name"] == "reviews")
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = api.request("GET", f"/api/v1/services/{reviews['id']}/metrics/?window=5m", headers=bearer)
+        assert status == 200, body
+        callers = {row["source_workload"] for row in json.loads(body)["denied_callers"]}
+        if "batch-v1" in callers:
+            break
+        assert time.monotonic() < deadline, f"reviews' denied callers lack batch-v1: {body[:2000]}"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
 
 
 def _assert_traces_span_every_hop(api: Browser, bearer: dict[str, str]) -> None:
@@ -280,9 +320,11 @@ def _assert_the_graph_shows_the_sample_mesh(api: Browser, bearer: dict[str, str]
         status, body = api.request("GET", "/api/v1/graph/?namespace=shop&window=1m", headers=bearer)
         assert status == 200, body
         edges = {(e["source"], e["destination"]): e for e in json.loads(body)["edges"]}
-        if expected <= set(edges):
+        # The batch job's calls into shop are drawn as a denied edge (red on the dashboard).
+        denied = {src for (src, dst), e in edges.items() if dst == "reviews.shop" and e["denied_rps"] > 0}
+        if expected <= set(edges) and denied:
             break
-        assert time.monotonic() < deadline, f"the graph lacks {expected - set(edges)}: {sorted(edges)}"
+        assert time.monotonic() < deadline, f"the graph lacks {expected - set(edges)} or a denied edge: {edges}"
         time.sleep(0.5)  # polling interval, bounded by the deadline
     web_to_reviews = edges[("web.shop", "reviews.shop")]
     assert web_to_reviews["rps"] > 0

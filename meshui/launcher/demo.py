@@ -5,11 +5,17 @@ Migrates the database, makes sure an admin exists, then runs the web server
 server, and the sample application (six workloads of five services, each
 with its own sidecar, plus a load generator), with an embedded Redis when
 ``REDIS_URL`` is unset. Ctrl-C (or SIGTERM) stops them all, newest first.
+
+The mesh runs zero trust unless ``--plaintext``: MeshControl serves TLS, every
+sidecar joins with a join token and talks mutual TLS, and the sample namespace
+gets a reviewed lockdown (deny by default, allow its own callers, STRICT), so
+the batch job of namespace ``jobs`` that calls ``reviews`` is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -52,16 +58,33 @@ def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def _start_sample_mesh(group: ProcessGroup, control_plane: str, data_dir: Path, rate: float) -> None:
+def _start_sample_mesh(
+    group: ProcessGroup, control_plane: str, data_dir: Path, rate: float, identity_dir: Path | None
+) -> None:
     agents = sample_mesh.plan()
     sample_mesh.write_manifest(data_dir / "demo-mesh.json", agents)
+    tokens: dict[str, str] = {}
+    bundle = None
+    if identity_dir is not None:
+        tokens = json.loads((identity_dir / "join-tokens.json").read_text(encoding="utf-8"))
+        bundle = identity_dir / "trust-bundle.pem"
     for ports in agents:
-        group.start(f"agent {ports.service}-{ports.version}", sample_mesh.agent_argv(ports, control_plane))
+        token = tokens.get(sample_mesh.identity_of(ports))
+        group.start(
+            f"agent {ports.service}-{ports.version}",
+            sample_mesh.agent_argv(ports, control_plane, bundle),
+            {"PROXYAGENT_JOIN_TOKEN": token} if token else None,
+        )
     for workload, ports in zip(sample_mesh.TOPOLOGY, agents, strict=False):
         group.start(f"app {ports.service}-{ports.version}", sample_mesh.app_argv(workload, ports))
     for ports in agents:
         _wait_http_ok(f"http://127.0.0.1:{ports.admin_http}/readyz", group, READY_TIMEOUT_SECONDS)
-    group.start("load generator", sample_mesh.load_generator_argv(agents[-1], rate))
+    loadgen, outsider = agents[-2], agents[-1]
+    group.start("load generator", sample_mesh.load_generator_argv(loadgen, rate))
+    group.start(
+        "batch job",
+        sample_mesh.load_generator_argv(outsider, sample_mesh.OUTSIDER_RATE, sample_mesh.OUTSIDER.calls[0]),
+    )
     print(f"meshui: sample mesh up, {len(agents)} sidecars; ports in {data_dir / 'demo-mesh.json'}", flush=True)
     for ports in agents:
         print(f"  {ports.service}-{ports.version}: metrics http://127.0.0.1:{ports.admin_http}/metrics", flush=True)
@@ -77,6 +100,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-sample-mesh", action="store_true", help="run only the control plane")
     parser.add_argument("--rate", type=float, default=10.0, help="the load generator's requests per second")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="no TLS anywhere and no lockdown policy (the mesh as it was before zero trust)",
+    )
     return parser.parse_args(argv)
 
 
@@ -85,6 +113,8 @@ def run(argv: list[str]) -> int:
     python = sys.executable
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "meshui.settings", "PYTHONUNBUFFERED": "1"}
     data_dir = Path(env.get("MESHUI_DATA_DIR") or REPO_ROOT / ".data")
+    if not args.plaintext:
+        env.setdefault("MESH_GRPC_TLS", "true")
     redis: EmbeddedRedis | None = None
     group = ProcessGroup(env)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -99,6 +129,16 @@ def run(argv: list[str]) -> int:
         subprocess.run(
             [*manage, "demo_users", "--namespace", sample_mesh.NAMESPACE], env=env, check=True, cwd=REPO_ROOT
         )
+        identity_dir = None
+        if not args.plaintext and not args.no_sample_mesh:
+            subprocess.run(
+                [*manage, "demo_policy", "--namespace", sample_mesh.NAMESPACE], env=env, check=True, cwd=REPO_ROOT
+            )
+            identity_dir = data_dir / "identity"
+            workloads = sorted({sample_mesh.identity_of(workload) for workload in sample_mesh.WORKLOADS})
+            subprocess.run(
+                [*manage, "demo_identity", "--out", str(identity_dir), *workloads], env=env, check=True, cwd=REPO_ROOT
+            )
         group.start(
             "web",
             [
@@ -128,7 +168,7 @@ def run(argv: list[str]) -> int:
         base = f"http://{args.host}:{args.port}"
         _wait_http_ok(f"{base}/healthz", group, READY_TIMEOUT_SECONDS)
         if not args.no_sample_mesh:
-            _start_sample_mesh(group, control_plane, data_dir, args.rate)
+            _start_sample_mesh(group, control_plane, data_dir, args.rate, identity_dir)
         print(
             f"\nmeshui is running at {base}/  (dashboard; API docs {base}/api/docs/, admin {base}/admin/)", flush=True
         )

@@ -23,8 +23,8 @@ class ProcessGroup:
     env: Mapping[str, str]
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str]) -> Child:
-        process = subprocess.Popen(list(argv), env=dict(self.env), start_new_session=True)
+    def start(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> Child:
+        process = subprocess.Popen(list(argv), env={**self.env, **(extra_env or {})}, start_new_session=True)
         child = Child(name, process)
         self.children.append(child)
         return child

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 NAMESPACE = "shop"
+# Where the demo's unexpected caller lives: the shop's policy (manage.py demo_policy) lets only its own namespace in.
+OUTSIDER_NAMESPACE = "jobs"
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class SampleWorkload:
     calls: tuple[str, ...] = ()
     error_rate: float = 0.0
     slow_rate: float = 0.0
+    namespace: str = NAMESPACE
 
 
 # web → catalog → inventory, web → reviews (v1, v2) → ratings; a load generator calls web.
@@ -30,12 +33,18 @@ TOPOLOGY: tuple[SampleWorkload, ...] = (
     SampleWorkload("ratings", "v1", error_rate=0.02),
 )
 LOAD_GENERATOR = SampleWorkload("loadgen", "v1", ("web",))
+# A batch job of another namespace that calls reviews directly, which shop's policy denies: the red edge.
+OUTSIDER = SampleWorkload("batch", "v1", (f"reviews.{NAMESPACE}",), namespace=OUTSIDER_NAMESPACE)
+OUTSIDER_RATE = 1.0
+# Every workload with a sidecar, in the order of ``plan()``.
+WORKLOADS = (*TOPOLOGY, LOAD_GENERATOR, OUTSIDER)
 
 
 @dataclass
 class AgentPorts:
     service: str
     version: str
+    namespace: str
     app: int
     outbound: int
     inbound: int
@@ -50,20 +59,32 @@ def free_port() -> int:
 
 
 def plan() -> list[AgentPorts]:
+    """The workloads' ports: the topology's, then the load generator's, then the outsider's."""
     return [
-        AgentPorts(w.service, w.version, free_port(), free_port(), free_port(), free_port(), free_port())
-        for w in (*TOPOLOGY, LOAD_GENERATOR)
+        AgentPorts(w.service, w.version, w.namespace, free_port(), free_port(), free_port(), free_port(), free_port())
+        for w in WORKLOADS
     ]
 
 
-def agent_argv(ports: AgentPorts, control_plane: str) -> list[str]:
-    return [
+def identity_of(workload: SampleWorkload | AgentPorts) -> str:
+    """``namespace/service-account``: each service runs as a service account of its own name."""
+    return f"{workload.namespace}/{workload.service}"
+
+
+def agent_argv(ports: AgentPorts, control_plane: str, trust_bundle: Path | None = None) -> list[str]:
+    """The sidecar's command line; with ``trust_bundle`` it joins with mutual TLS (its join token comes in
+    PROXYAGENT_JOIN_TOKEN: command lines are readable by every user of the machine)."""
+    argv = [
         sys.executable, "-m", "proxyagent", "run",
-        "--service", ports.service, "--namespace", NAMESPACE, "--version", ports.version,
+        "--service", ports.service, "--namespace", ports.namespace, "--version", ports.version,
+        "--service-account", ports.service,
         "--app-port", str(ports.app), "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
         "--admin-port", str(ports.admin), "--admin-http-port", str(ports.admin_http),
         "--control-plane", control_plane, "--log-level", "WARNING",
     ]  # fmt: skip
+    if trust_bundle is not None:
+        argv += ["--trust-bundle", str(trust_bundle), "--mtls", "on"]
+    return argv
 
 
 def app_argv(workload: SampleWorkload, ports: AgentPorts) -> list[str]:
@@ -74,10 +95,10 @@ def app_argv(workload: SampleWorkload, ports: AgentPorts) -> list[str]:
     ]  # fmt: skip
 
 
-def load_generator_argv(ports: AgentPorts, rate: float) -> list[str]:
+def load_generator_argv(ports: AgentPorts, rate: float, host_header: str = "web") -> list[str]:
     return [
         sys.executable, "-m", "meshui.launcher.load_generator",
-        "--target", f"127.0.0.1:{ports.outbound}", "--host-header", "web", "--rate", str(rate),
+        "--target", f"127.0.0.1:{ports.outbound}", "--host-header", host_header, "--rate", str(rate),
     ]  # fmt: skip
 
 
