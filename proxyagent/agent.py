@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -67,6 +68,8 @@ class AgentConfig:
     native_relay: bool = True
     # Workload identity and mutual TLS. The join token proves the identity for the first certificate.
     join_token: str = field(default="", repr=False)
+    # Cluster mode: the pod's projected service-account token (audience the control plane's), read at each join.
+    kubernetes_token_file: str = ""
     # PEM roots to verify the control plane's TLS with (first contact); empty: plaintext to the control plane.
     trust_bundle: bytes = b""
     trust_domain: str = "cluster.local"
@@ -83,7 +86,7 @@ class AgentConfig:
 
     @property
     def mtls_enabled(self) -> bool:
-        return bool(self.join_token) if self.mtls is None else self.mtls
+        return bool(self.join_token or self.kubernetes_token_file) if self.mtls is None else self.mtls
 
     def check(self) -> None:
         """``ValueError`` saying what is missing for the identity settings to make sense."""
@@ -99,8 +102,11 @@ class AgentConfig:
             return
         if not self.control_plane:
             raise ValueError("mutual TLS needs a control plane to issue the workload certificate (--control-plane)")
-        if not self.join_token:
-            raise ValueError("mutual TLS needs a join token (--join-token) for the first certificate")
+        if not self.join_token and not self.kubernetes_token_file:
+            raise ValueError(
+                "mutual TLS needs a join token (--join-token) or a Kubernetes service-account token "
+                "(--kubernetes-token-file) for the first certificate"
+            )
         if not self.trust_bundle:
             raise ValueError("mutual TLS needs --trust-bundle to verify the control plane before sending it a token")
 
@@ -164,6 +170,7 @@ class Agent:
             self.certificates = WorkloadCertificates(
                 workload_id(cfg.trust_domain, cfg.namespace, cfg.service_account),
                 join_token=cfg.join_token,
+                kubernetes_token=_file_reader(cfg.kubernetes_token_file) if cfg.kubernetes_token_file else None,
                 registry=self.metrics.registry,
                 clock=cfg.certificate_clock,
             )
@@ -391,3 +398,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _file_reader(path: str) -> Callable[[], str]:
+    """Reads ``path`` anew at each call (a token the kubelet keeps rewriting)."""
+    return lambda: Path(path).read_text(encoding="utf-8")

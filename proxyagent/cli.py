@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prefer PROXYAGENT_JOIN_TOKEN, since other users of the machine can read command lines%(default).0s",
     )
     identity_flag(
+        "kubernetes-token-file",
+        "",
+        "cluster mode: the pod's projected service-account token (audience: the control plane's "
+        "MESH_KUBERNETES_TOKEN_AUDIENCE), proving the identity instead of a join token; read again at each join",
+    )
+    identity_flag(
         "trust-bundle",
         "",
         "a PEM file of the roots that verify the control plane's TLS on first contact (`manage.py trustbundle`); "
@@ -80,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     identity_flag("trust-domain", "cluster.local", "the mesh's trust domain (the control plane's MESH_TRUST_DOMAIN)")
     identity_flag(
-        "mtls", "auto", "mutual TLS between sidecars and for AgentAdmin: on, off, or auto (on with a join token)"
+        "mtls",
+        "auto",
+        "mutual TLS between sidecars and for AgentAdmin: on, off, or auto (on with a join token or a Kubernetes token)",
     )
     identity_flag(
         "control-plane-identity",
@@ -140,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_interval_s=args.metrics_interval,
         native_relay=args.native_relay == "on",
         join_token=args.join_token,
+        kubernetes_token_file=args.kubernetes_token_file,
         trust_bundle=trust_bundle,
         trust_domain=args.trust_domain,
         mtls=None if args.mtls == "auto" else args.mtls == "on",

@@ -56,7 +56,7 @@ class CertificateMetrics:
         self.issued = Counter(
             "mesh_certificates_issued",
             "Workload certificates this agent obtained, by the credential that proved its identity "
-            "(join_token, renewal).",
+            "(join_token, kubernetes_token, renewal).",
             ("credential",),
             registry=registry,
         )
@@ -79,6 +79,7 @@ class WorkloadCertificates:
         *,
         agent_id: str = "",
         join_token: str = "",
+        kubernetes_token: Callable[[], str] | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         backoff_initial_s: float = 1.0,
@@ -87,6 +88,8 @@ class WorkloadCertificates:
         self.spiffe_id = spiffe_id
         self.agent_id = agent_id
         self._join_token = join_token
+        # Read at each use: the kubelet rewrites a projected service-account token before it expires.
+        self._kubernetes_token = kubernetes_token
         self._clock = clock
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
@@ -175,6 +178,22 @@ class WorkloadCertificates:
             else:
                 backoff = self._backoff_initial_s
 
+    def _join_with(self, request: control_pb2.IssueCertificateRequest) -> str:
+        """Put the joining credential on ``request`` and name it: the join token, else the Kubernetes token."""
+        if self._join_token:
+            request.join_token = self._join_token
+            return "join_token"
+        if self._kubernetes_token is not None:
+            try:
+                token = self._kubernetes_token().strip()
+            except OSError as exc:
+                raise CertificateError(f"reading the Kubernetes service-account token: {exc}") from None
+            if not token:
+                raise CertificateError("the Kubernetes service-account token file is empty")
+            request.kubernetes_token = token
+            return "kubernetes_token"
+        raise CertificateError("the certificate expired and there is no join token to join the mesh again")
+
     async def issue_once(self, issue: IssueCall) -> WorkloadCertificate:
         """One request for a new certificate with a new key; raises ``AioRpcError`` or ``CertificateError``."""
         key = new_key()
@@ -183,28 +202,25 @@ class WorkloadCertificates:
         now = self._clock()
         request = control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr)
         renewing = current is not None and current.not_before <= now < current.not_after
+        credential = "renewal"
         if renewing:
             assert current is not None
             request.current_certificate_chain_pem = current.chain_pem
             request.proof_of_possession = proof_of_possession(current.key, csr)
-        elif self._join_token:
-            request.join_token = self._join_token
         else:
-            raise CertificateError("the certificate expired and there is no join token to join the mesh again")
+            credential = self._join_with(request)
         try:
             reply = await issue(request)
         except grpc.aio.AioRpcError as exc:
-            if not (renewing and exc.code() in _REFUSED and self._join_token):
+            if not (renewing and exc.code() in _REFUSED and (self._join_token or self._kubernetes_token)):
                 raise
-            logger.warning("the control plane refused the renewal (%s); joining again with the token", exc.details())
-            renewing = False
-            reply = await issue(
-                control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr, join_token=self._join_token)
-            )
+            logger.warning("the control plane refused the renewal (%s); joining again", exc.details())
+            request = control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr)
+            credential = self._join_with(request)
+            reply = await issue(request)
         issued = WorkloadCertificate.build(key, reply.certificate_chain_pem, reply.trust_bundle_pem, self.spiffe_id)
         self._reissue = False
         self._install(issued)
-        credential = "renewal" if renewing else "join_token"
         self.issued_total += 1
         self.metrics.issued.labels(credential).inc()
         logger.info(
