@@ -10,6 +10,11 @@ decides plaintext: STRICT closes it (counted as
 
 This costs an accept in Python and a peek per connection, never per request:
 callers keep their connections alive.
+
+Accepting is a reader callback rather than a task awaiting ``sock_accept``: a
+task cancelled (the agent stopping) just after the kernel handed it a socket
+would drop that socket unclosed. Every accepted socket is tracked until it is
+handed over or closed, so stopping closes those whose task never ran.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from proxyagent.metrics import MeshMetrics
 logger = logging.getLogger(__name__)
 
 TLS_HANDSHAKE = 0x16
+# Connections taken per wake-up of the listening socket, so a burst does not hold the loop.
+_ACCEPTS_PER_WAKE = 64
+# After a failed accept (out of file descriptors, say), how long to leave the listening socket alone.
+_ACCEPT_PAUSE_S = 0.1
 
 
 class InboundAcceptor:
@@ -51,42 +60,65 @@ class InboundAcceptor:
         self._metrics = metrics
         self._first_byte_timeout_s = first_byte_timeout_s
         self._handshake_timeout_s = handshake_timeout_s
-        self._task: asyncio.Task[None] | None = None
-        # Connections between accept and hand-over, kept so their tasks are not garbage collected.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._resume: asyncio.TimerHandle | None = None
+        # Connections between accept and hand-over: their tasks, kept so they are not garbage collected, and
+        # their sockets, closed at stop when a task was cancelled before it ran.
         self._pending: set[asyncio.Task[None]] = set()
+        self._unserved: set[socket.socket] = set()
         self.accepted_total = 0
 
     def start(self) -> None:
         self._sock.setblocking(False)
-        self._task = asyncio.get_running_loop().create_task(self._accept_forever(), name="inbound-accept")
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._accept_ready)
 
     async def close(self) -> None:
         """Stop accepting; connections already handed over are the proxy's to drain."""
-        tasks = [task for task in (self._task, *self._pending) if task is not None]
+        loop = self._loop
+        if loop is not None:
+            loop.remove_reader(self._sock.fileno())
+            if self._resume is not None:
+                self._resume.cancel()
+            self._loop = None
+        tasks = list(self._pending)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for conn in self._unserved:
+            conn.close()
+        self._unserved.clear()
         self._sock.close()
 
-    async def _accept_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+    def _accept_ready(self) -> None:
+        loop = self._loop
+        assert loop is not None, "the reader is removed before the loop is forgotten"
+        for _ in range(_ACCEPTS_PER_WAKE):
             try:
-                conn, _ = await loop.sock_accept(self._sock)
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
                 # Out of file descriptors, say: the next accept may succeed once connections close.
                 logger.warning("inbound accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
+                loop.remove_reader(self._sock.fileno())
+                self._resume = loop.call_later(_ACCEPT_PAUSE_S, self._resume_accepting)
+                return
             self.accepted_total += 1
+            self._unserved.add(conn)
             conn.setblocking(False)
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._serve(conn))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept_ready)
 
     async def _serve(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -118,6 +150,7 @@ class InboundAcceptor:
         except OSError as exc:
             logger.debug("inbound connection lost before it was served: %s", exc)
         finally:
+            self._unserved.discard(conn)
             if not handed_over:
                 conn.close()
 
