@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -60,7 +61,13 @@ class MtlsMesh:
 
 @pytest.fixture
 def mtls() -> Iterator[MtlsMesh]:
-    control = FakeControlPlane()
+    with mtls_mesh(FakeControlPlane()) as env:
+        yield env
+
+
+@contextlib.contextmanager
+def mtls_mesh(control: FakeControlPlane) -> Iterator[MtlsMesh]:
+    """``control`` started, a sample app for ``reviews``, and a mesh whose agents stop at the end."""
     with running_app("reviews-app") as app, mesh() as built:
         built.loop.run(control.start())
         try:

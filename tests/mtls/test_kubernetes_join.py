@@ -13,11 +13,9 @@ import pytest
 
 from proxyagent.agent import AgentConfig
 from proxyagent.protocol.v1 import control_pb2
-from tests.mtls.conftest import MtlsMesh, until
+from tests.mtls.conftest import MtlsMesh, mtls_mesh, until
 from tests.mtls.fake_control_plane import FakeControlPlane
 from tests.mtls.test_workload_identity import REVIEWS, _metric
-from tests.proxyagent.mesh_harness import mesh
-from tests.proxyagent.sample_app import running_app
 
 
 @dataclass
@@ -49,16 +47,8 @@ class ClusterControlPlane(FakeControlPlane):
 
 @pytest.fixture
 def cluster() -> Iterator[MtlsMesh]:
-    control = ClusterControlPlane()
-    with running_app("reviews-app") as app, mesh() as built:
-        built.loop.run(control.start())
-        try:
-            yield MtlsMesh(built, control, app)
-        finally:
-            for agent in list(built.agents):
-                built.loop.run(agent.stop())
-            built.agents.clear()
-            built.loop.run(control.stop())
+    with mtls_mesh(ClusterControlPlane()) as env:
+        yield env
 
 
 def test_an_agent_joins_with_its_service_account_token_read_from_the_file_at_each_try(
