@@ -270,6 +270,23 @@ def _assert_the_outsider_is_denied_and_reported(demo: Demo, api: Browser, bearer
             break
         assert time.monotonic() < deadline, f"reviews' denied callers lack batch-v1: {body[:2000]}"
         time.sleep(0.5)  # polling interval, bounded by the deadline
+    # The trace says why: reviews' server span names the policy that refused the batch job, and who it was.
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = api.request("GET", "/api/v1/traces/?service=batch&limit=5", headers=bearer)
+        assert status == 200, body
+        # Each sidecar exports on its own schedule: a trace may hold the batch job's span before reviews'.
+        both = [t for t in json.loads(body)["results"] if {"batch", "reviews"} <= set(t["services"])]
+        if both:
+            break
+        assert time.monotonic() < deadline, f"no trace of batch → reviews: {body[:2000]}"
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    status, body = api.request("GET", f"/api/v1/traces/{both[0]['trace_id']}/", headers=bearer)
+    assert status == 200, body
+    server = next(s for s in json.loads(body)["spans"] if s["service"] == "reviews" and s["kind"] == "server")
+    assert server["attributes"]["mesh.error"] == "denied"
+    assert server["attributes"]["mesh.authz.policy"] == "shop/default"
+    assert server["attributes"]["mesh.peer.principal"] == "spiffe://cluster.local/ns/jobs/sa/batch"
 
 
 def _assert_traces_span_every_hop(api: Browser, bearer: dict[str, str]) -> None:
