@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proxyagent.tls.spiffe import WORKLOAD_ID
+from proxyagent.tls.spiffe import WORKLOAD_ID, peer_id, trust_domain_of
 
 PrivateKey = ec.EllipticCurvePrivateKey
 
@@ -87,6 +87,37 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+class _MeshTlsObject(ssl.SSLObject):
+    """One TLS connection of the mesh (asyncio's, made by ``wrap_bio``): its handshake fails, as one whose chain
+    does not verify, when the peer's certificate names a workload of another trust domain than this agent's.
+
+    OpenSSL checks only that the peer's chain ends at a root of the bundle. SPIFFE verifies an X.509-SVID
+    against the bundle of the trust domain it names, and the agent's bundle is its own trust domain's: without
+    this, a certificate for ``spiffe://other.example/ns/shop/sa/web`` under a root that bundle shares with
+    another trust domain would pass for a caller of namespace ``shop``. A certificate naming no workload at
+    all is the listeners' to refuse (``no_identity``).
+    """
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        context = self.context
+        assert isinstance(context, _MeshContext)
+        peer = peer_id(self.getpeercert())
+        if peer is not None and trust_domain_of(peer) != context.trust_domain:
+            error = ssl.SSLCertVerificationError(
+                f"the peer's certificate names {peer}, not a workload of trust domain {context.trust_domain}"
+            )
+            error.reason = "FOREIGN_TRUST_DOMAIN"  # as OpenSSL's errors carry one
+            raise error
+
+
+class _MeshContext(ssl.SSLContext):
+    """A context of the agent's mutual TLS: its connections are ``_MeshTlsObject``s, for ``trust_domain``."""
+
+    sslobject_class = _MeshTlsObject
+    trust_domain = ""
 
 
 @dataclass(frozen=True)
@@ -167,20 +198,22 @@ class WorkloadCertificate:
         )
 
     def server_context(self) -> ssl.SSLContext:
-        """The inbound side: TLS 1.3, our chain, and a client certificate required that chains to the bundle."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        """The inbound side: TLS 1.3, our chain, and a client certificate required that chains to the bundle (and
+        names no workload of another trust domain)."""
+        context = _MeshContext(ssl.PROTOCOL_TLS_SERVER)
         self._configure(context)
         return context
 
     def client_context(self) -> ssl.SSLContext:
         """The outbound side: TLS 1.3, our chain as the client certificate, the server's chain checked against
         the bundle. Host names are not checked: the caller compares the server's SPIFFE id instead."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context = _MeshContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         self._configure(context)
         return context
 
-    def _configure(self, context: ssl.SSLContext) -> None:
+    def _configure(self, context: _MeshContext) -> None:
+        context.trust_domain = trust_domain_of(self.spiffe_id)
         context.minimum_version = ssl.TLSVersion.TLSv1_3
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=self.bundle_pem.decode("ascii"))
