@@ -25,7 +25,10 @@ _OUTBOUND_REPLACES = PROXY_WRITTEN | {SOURCE_WORKLOAD_HEADER}
 def _split_target(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     """(host, origin-form path) from an origin-form request plus Host, or an absolute-form one (HTTP_PROXY)."""
     if target.startswith((b"http://", b"https://")):
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError as exc:  # "Invalid IPv6 URL", say: the client's mistake, not ours
+            raise MeshError(MeshErrorCode.BAD_REQUEST, f"the absolute-form target does not parse: {exc}") from None
         path = parts.path or b"/"
         if parts.query:
             path += b"?" + parts.query
