@@ -53,6 +53,28 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _with_uris(
+    certificate: x509.Certificate, uris: tuple[str, ...], key: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    """``certificate`` with ``uris`` for URI SANs (its other names, fields and extensions kept), signed by ``key``."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(certificate.subject)
+        .issuer_name(certificate.issuer)
+        .public_key(certificate.public_key())
+        .serial_number(certificate.serial_number)
+        .not_valid_before(certificate.not_valid_before_utc)
+        .not_valid_after(certificate.not_valid_after_utc)
+    )
+    for extension in certificate.extensions:
+        value = extension.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            others = [name for name in value if not isinstance(name, x509.UniformResourceIdentifier)]
+            value = x509.SubjectAlternativeName([*(x509.UniformResourceIdentifier(uri) for uri in uris), *others])
+        builder = builder.add_extension(value, extension.critical)
+    return builder.sign(key, hashes.SHA256())
+
+
 @dataclass
 class Credentials:
     """A key and the certificate chain issued for it, as PEM (what a test's own TLS client presents)."""
@@ -89,13 +111,23 @@ class TestCa:
         hosts: tuple[str, ...] = (),
         ttl: dt.timedelta = dt.timedelta(hours=1),
         now: dt.datetime | None = None,
+        uris: tuple[str, ...] | None = None,
+        signer: Authority | None = None,
     ) -> Credentials:
-        """A fresh key and a certificate for ``identity`` (plus ``hosts``), valid from ``now`` - 1 min for ``ttl``."""
+        """A fresh key and a certificate for ``identity`` (plus ``hosts``), valid from ``now`` - 1 min for ``ttl``.
+
+        A test making a bad certificate on purpose may replace its URI SANs with ``uris`` (none, several, not
+        SPIFFE ids; the DNS names stay) and have it signed by ``signer`` instead of this CA's signing root.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
+        authority = signer or self.signer
         issued = issue_server_certificate(
-            self.signer, key.public_key(), identity, (identity.dns_name, *hosts), now=now or _now(), ttl=ttl
+            authority, key.public_key(), identity, (identity.dns_name, *hosts), now=now or _now(), ttl=ttl
         )
-        return Credentials(_key_pem(key), issued.chain_pem)
+        if uris is None:
+            return Credentials(_key_pem(key), issued.chain_pem)
+        leaf = _with_uris(issued.certificate, uris, authority.key)
+        return Credentials(_key_pem(key), _pem([leaf, *authority.chain]))
 
 
 @dataclass

@@ -43,33 +43,71 @@ class PathCase:
     policy: str | None
 
 
+@dataclass(frozen=True)
+class CertificateCase:
+    name: str
+    issuer: str  # mesh, foreign, workload or none
+    identity: str
+    uris: tuple[str, ...] | None  # None: the identity's own
+    issued_offset_s: float
+    ttl_s: float
+    target: str
+    expect: str  # served or refused
+    reason: str | None  # mesh_tls_refused_total's reason when refused
+
+
 def load() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(CORPUS.read_text(encoding="utf-8"))
     return data
 
 
-def path_cases() -> list[PathCase]:
+def path_cases(*, agent: bool = False) -> list[PathCase]:
+    """The path cases; with ``agent``, as a whole agent must answer them: a case's ``agent`` outcome, where it
+    states one, replaces its outcome (the gate's)."""
     data = load()
     callers: dict[str, str] = data["callers"]
     cases = []
     for raw in data["paths"]:
         caller = raw.get("caller")
+        outcome = raw["agent"] if agent and "agent" in raw else raw
         cases.append(
             PathCase(
                 name=raw["name"],
                 caller=callers[caller] if caller is not None else None,
                 method=raw.get("method", "GET"),
                 target=raw["target"],
-                expect=raw["expect"],
-                forwarded=raw.get("forwarded"),
-                policy=raw.get("policy"),
+                expect=outcome["expect"],
+                forwarded=outcome.get("forwarded"),
+                policy=outcome.get("policy"),
             )
         )
     return cases
 
 
-def compiled_policy() -> InboundPolicy:
-    """The corpus's policy, validated as the API would, compiled and parsed as an agent would."""
+def certificate_cases() -> list[CertificateCase]:
+    data = load()
+    cases = []
+    for raw in data["certificates"]:
+        uris = raw.get("uris")
+        cases.append(
+            CertificateCase(
+                name=raw["name"],
+                issuer=raw.get("issuer", "mesh"),
+                identity=raw.get("identity", data["callers"]["web"]),
+                uris=tuple(uris) if uris is not None else None,
+                issued_offset_s=float(raw.get("issued_offset_s", 0)),
+                ttl_s=float(raw.get("ttl_s", 3600)),
+                target=raw.get("target", "/public/index.html"),
+                expect=raw["expect"],
+                reason=raw.get("reason"),
+            )
+        )
+    return cases
+
+
+def policy_message() -> snapshot_pb2.InboundPolicy:
+    """The corpus's policy, validated as the API would and compiled as the control plane does: the snapshot's
+    ``inbound`` message a control plane pushes to the service's agents."""
     spec = load()["policy"]
     namespace = Namespace(name=NAMESPACE)
     policies = [
@@ -92,7 +130,12 @@ def compiled_policy() -> InboundPolicy:
                 spec=validated,
             )
         )
-    snapshot = snapshot_pb2.Snapshot(version=1, inbound=inbound_policy(policies, SERVICE))
+    return inbound_policy(policies, SERVICE)
+
+
+def compiled_policy() -> InboundPolicy:
+    """The corpus's policy, compiled (``policy_message``) and parsed as an agent would."""
+    snapshot = snapshot_pb2.Snapshot(version=1, inbound=policy_message())
     return routing_table_from_snapshot(snapshot).inbound
 
 
