@@ -58,6 +58,35 @@ def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _config_version(admin_http_port: int) -> int | None:
+    """The config version a sidecar applied (its ``mesh_config_version`` gauge), None while it cannot say."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_http_port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("mesh_config_version "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def _wait_converged(agents: list[sample_mesh.AgentPorts], group: ProcessGroup, timeout: float) -> None:
+    """Until every sidecar holds the same config version: the newest, since the last to register got it with
+    its registration. Earlier sidecars learn of later ones through a push; load started before that would
+    meet no_route for services that are merely still joining."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exited = group.first_exited()
+        if exited is not None:
+            raise RuntimeError(f"{exited.name} exited with status {exited.process.returncode} while starting")
+        versions = {_config_version(ports.admin_http) for ports in agents}
+        if len(versions) == 1 and None not in versions:
+            return
+        time.sleep(0.2)  # polling interval while pushes reach the sidecars
+    print("meshui: the sidecars' config versions did not converge in time; starting the load anyway", flush=True)
+
+
 def _start_sample_mesh(
     group: ProcessGroup, control_plane: str, data_dir: Path, rate: float, identity_dir: Path | None
 ) -> None:
@@ -79,6 +108,7 @@ def _start_sample_mesh(
         group.start(f"app {ports.service}-{ports.version}", sample_mesh.app_argv(workload, ports))
     for ports in agents:
         _wait_http_ok(f"http://127.0.0.1:{ports.admin_http}/readyz", group, READY_TIMEOUT_SECONDS)
+    _wait_converged(agents, group, READY_TIMEOUT_SECONDS)
     loadgen, outsider = agents[-2], agents[-1]
     group.start("load generator", sample_mesh.load_generator_argv(loadgen, rate))
     group.start(
