@@ -139,6 +139,8 @@ class Agent:
         self.certificates: WorkloadCertificates | None = None
         self._certificate_task: asyncio.Task[None] | None = None
         self.acceptor: InboundAcceptor | None = None
+        # Set as stop() begins: connections whose protocol is made after that are refused.
+        self._stopping = False
         self.admin: AgentAdminServicer | None = None
         self._strict_warned = False
 
@@ -309,11 +311,20 @@ class Agent:
             self._strict_warned = False
 
     def _protocol_factory(self, proxy: HttpProxy) -> Callable[[], asyncio.Protocol]:
+        make: Callable[[], asyncio.Protocol]
         if self.config.native_relay and native_relay.AVAILABLE:
             relay = native_relay.NativeRelay(proxy)
             self._relays.append(relay)
-            return relay.protocol
-        return lambda: DownstreamConnection(proxy)
+            make = relay.protocol
+        else:
+            make = lambda: DownstreamConnection(proxy)  # noqa: E731
+
+        def protocol() -> asyncio.Protocol:
+            # asyncio makes the protocol of a connection accepted just before stop() closed the listener in a
+            # task that may run after the drain closed every connection: refuse it rather than leave it open.
+            return _Refused() if self._stopping else make()
+
+        return protocol
 
     def _inbound_connection(self) -> asyncio.Protocol:
         # The inbound listener opens before the proxy behind it exists (its port is in the identity).
@@ -327,6 +338,7 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop accepting, leave the endpoint sets, let in-flight requests finish (with a deadline), then close."""
+        self._stopping = True
         for server in self._servers:
             server.close()
         if self.acceptor is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -417,3 +418,21 @@ def test_stopping_cuts_requests_still_running_at_the_drain_deadline() -> None:
     result = _stop_during("/slow?s=5", drain_timeout_s=0.2)
     assert "status" not in result, "the request was cut, not answered"
     assert "error" in result, "the connection was closed"
+
+
+def test_a_connection_accepted_as_the_agent_stops_is_closed_not_left_open(data_path: str) -> None:
+    """asyncio makes an accepted connection's protocol in a task of its own, which can run after stop() closed
+    every connection it knew: that late connection is closed at once, not left open past the agent."""
+    with running_app("reviews-app") as app, mesh() as built:
+        reviews = built.agent("reviews", app.port)
+        client, server_side = socket.socketpair()
+        with client:
+
+            async def stop_then_hand_over() -> None:
+                await reviews.stop()
+                # As asyncio's accept task would, with the inbound listener's protocol factory.
+                await asyncio.get_running_loop().connect_accepted_socket(reviews._inbound_connection, server_side)
+
+            built.loop.run(stop_then_hand_over())
+            client.settimeout(10)
+            assert client.recv(1) == b"", "the agent closed the late connection"
