@@ -153,6 +153,10 @@ class Agent:
         return roots if not bundle or bundle == roots else roots.rstrip(b"\n") + b"\n" + bundle
 
     def _strict(self) -> bool:
+        # In mTLS mode a sidecar that has not heard its namespace's mode yet refuses plaintext: failing open
+        # would let anyone past a lockdown while the control plane is away at a restart.
+        if self.certificates is not None and not self.store.has_config:
+            return True
         return self.store.table.inbound.peer_authentication is PeerAuthenticationMode.STRICT
 
     def ready(self) -> bool:
@@ -254,7 +258,9 @@ class Agent:
             self.spans,
         )
         self.inbound = HttpProxy(
-            InboundRouter(self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s, self.store),
+            InboundRouter(
+                self.identity, cfg.app_host, cfg.app_port, cfg.request_timeout_s, self.store, fail_closed=mtls
+            ),
             inbound_pool,
             self.metrics,
             settings,

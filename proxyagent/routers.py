@@ -208,6 +208,8 @@ class InboundRouter:
         app_port: int,
         timeout_s: float,
         store: ConfigStore | None = None,
+        *,
+        fail_closed: bool = False,
     ) -> None:
         self._identity = identity
         self._app_host = app_host
@@ -217,12 +219,17 @@ class InboundRouter:
         # By (x-mesh-source-workload, the caller's verified SPIFFE id or "" for plaintext).
         self._targets: dict[tuple[bytes | None, str], Target] = {}
         self._gate: InboundGate | None = None
+        # With fail_closed (mTLS mode), calls are refused until the first snapshot says what the policy is.
+        self._fail_closed = fail_closed
+        self._store = store
+        self._table: RoutingTable | None = None
         if store is not None:
             self._new_table(store.table)
             store.on_change(self._new_table)
 
     def _new_table(self, table: RoutingTable) -> None:
         """The gate of the new table's inbound policy; cached targets carry the old one, so they go."""
+        self._table = table
         gate = InboundGate(table.inbound, self._identity.service, self._identity.namespace, self._app_port)
         self._gate = None if gate.open else gate
         self._targets = {}
@@ -235,6 +242,15 @@ class InboundRouter:
         self, request_target: bytes, host: bytes | None, source: bytes | None, peer: str = ""
     ) -> tuple[Target, bytes]:
         """To the app; ``peer`` is the caller's SPIFFE id when its connection is mutual TLS."""
+        store = self._store
+        if store is not None and store.table is not self._table:
+            # The change listener missed it (an earlier listener raised): never serve with an old policy.
+            self._new_table(store.table)
+        if self._fail_closed and self._table is not None and not self._table.version:
+            raise MeshError(
+                MeshErrorCode.NO_HEALTHY_UPSTREAM,
+                f"the sidecar of {self._service} has no config yet, so it does not know the service's policy",
+            )
         key = (source, peer)
         target = self._targets.get(key)
         if target is None:

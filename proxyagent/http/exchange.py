@@ -222,6 +222,9 @@ class Exchange:
         """The normalized path the gate authorized, or its ``MeshError``; a denial is counted on the edge the
         request would have taken and the deciding policy goes on the span."""
         head = self.head
+        if head.upgrade and (head.fields.get(b"upgrade") or b"").strip().lower() != b"websocket":
+            # After another protocol's upgrade (h2c, say) the tunnel would carry requests the gate never sees.
+            raise MeshError(MeshErrorCode.BAD_REQUEST, "only WebSocket upgrades are let through to a gated service")
         try:
             admission = gate.admit(head.method, path, head.headers, self._client.peer_identity or None)
         except MeshError as exc:
@@ -471,7 +474,9 @@ class Exchange:
         target = self._target
         if target is None or self._proxy.direction != "outbound":
             return
-        if any(name.lower() == b"x-mesh-error" and value.strip() == b"denied" for name, value in self._r_headers):
+        if any(
+            name.lower() == b"x-mesh-error" and value.strip().lower() == b"denied" for name, value in self._r_headers
+        ):
             self._proxy.metrics.count_denied(target.edge, 403)
 
     def on_body(self, body: bytes) -> None:

@@ -125,7 +125,7 @@ class NativeRelay:
         proxy.target_done(target)
         if status:
             proxy.observe(target.edge, status, elapsed_s, request_bytes, response_bytes)
-            if denied:
+            if denied and proxy.direction == "outbound":
                 proxy.metrics.count_denied(target.edge, status)
 
     def span_block(self, target: Target, method: bytes, status: int, mesh_error: str | None) -> tuple[bytes, bytes]:

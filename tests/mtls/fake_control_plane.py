@@ -193,6 +193,9 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
             await self._server.stop(grace=0)
 
     def snapshot(self) -> snapshot_pb2.Snapshot:
+        # The version first: a test sets the policy, then bumps; a snapshot read between the two must not
+        # carry the new version with the old policy.
+        version = self.version
         by_service: dict[tuple[str, str], list[snapshot_pb2.Endpoint]] = {}
         for registered in self.agents.values():
             request = registered.request
@@ -209,7 +212,7 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
         inbound.CopyFrom(self.inbound)
         inbound.peer_authentication = self.peer_authentication  # type: ignore[assignment]
         return snapshot_pb2.Snapshot(
-            version=self.version,
+            version=version,
             destinations=[
                 snapshot_pb2.Destination(service=service, namespace=namespace, endpoints=endpoints)
                 for (service, namespace), endpoints in sorted(by_service.items())

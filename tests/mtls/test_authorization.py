@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from meshui.catalog.models import Namespace
 from meshui.identity.spiffe import SpiffeId
 from meshui.policy.compile import inbound_policy
 from meshui.policy.models import Policy, PolicyKind
 from meshui.policy.validation import validate_authorization_policy
+from proxyagent.config_store import ConfigStore
+from proxyagent.identity import AgentIdentity
+from proxyagent.mesh_errors import MeshError, MeshErrorCode
+from proxyagent.protocol.v1 import snapshot_pb2
+from proxyagent.routers import InboundRouter
 from tests.mtls.conftest import TwoSidecars, tls_client_context, tls_get, until
 from tests.mtls.test_workload_identity import WEB, _metric, _server_spans
 from tests.proxyagent.mesh_harness import request
@@ -98,3 +105,46 @@ def test_lifting_the_policy_opens_the_gate_without_a_restart(two_sidecars: TwoSi
     # With nothing to enforce the path is forwarded as sent: normalizing is the gate's, and the gate is open.
     status, _, body = request(web.ports["outbound"], "/echo//twice", host="reviews")
     assert (status, json.loads(body)["path"]) == (200, "/echo//twice")
+
+
+def test_a_gated_service_lets_only_websocket_upgrades_through(two_sidecars: TwoSidecars) -> None:
+    env, web, reviews = two_sidecars.env, two_sidecars.web, two_sidecars.reviews
+    _lock_down(env, web, reviews, policies=(DENY_ALL, WEB_READS_ECHO))
+    # After an h2c upgrade the tunnel would carry HTTP/2 requests for any path, past the gate.
+    status, headers, body = request(web.ports["outbound"], "/echo", host="reviews", Upgrade="h2c", Connection="Upgrade")
+    assert (status, headers["x-mesh-error"]) == (400, "bad_request"), body
+    assert env.app.requests == []
+
+
+def _identity() -> AgentIdentity:
+    return AgentIdentity("reviews", "shop", "reviews-v1", "127.0.0.1", 15006, 15000)
+
+
+def _deny_all_snapshot(version: int) -> snapshot_pb2.Snapshot:
+    inbound = snapshot_pb2.InboundPolicy(authorization_default=snapshot_pb2.AUTHORIZATION_DEFAULT_DENY_ALL)
+    return snapshot_pb2.Snapshot(version=version, inbound=inbound)
+
+
+def test_in_mtls_mode_the_inbound_side_refuses_calls_until_it_knows_its_policy() -> None:
+    store = ConfigStore()
+    router = InboundRouter(_identity(), "127.0.0.1", 9080, 5.0, store, fail_closed=True)
+    with pytest.raises(MeshError) as caught:
+        router.route_parts(b"/echo", b"reviews", b"web-v1", WEB)
+    assert (caught.value.code, caught.value.status) == (MeshErrorCode.NO_HEALTHY_UPSTREAM, 503)
+    assert store.apply(_deny_all_snapshot(1)) == (True, "")
+    target, _ = router.route_parts(b"/echo", b"reviews", b"web-v1", WEB)
+    assert target.gate is not None
+
+
+def test_the_inbound_side_reads_the_newest_policy_even_when_a_change_listener_failed() -> None:
+    store = ConfigStore()
+
+    def failing_listener(table: Any) -> None:
+        raise RuntimeError("an earlier listener's bug")
+
+    store.on_change(failing_listener)
+    router = InboundRouter(_identity(), "127.0.0.1", 9080, 5.0, store)
+    assert router.route_parts(b"/echo", b"reviews", b"web-v1", WEB)[0].gate is None
+    with pytest.raises(RuntimeError):
+        store.apply(_deny_all_snapshot(1))
+    assert router.route_parts(b"/echo", b"reviews", b"web-v1", WEB)[0].gate is not None
