@@ -253,7 +253,8 @@ def routing_table_from_snapshot(snapshot: snapshot_pb2.Snapshot, trust_bundle: b
         inbound = inbound_policy_from_proto(snapshot.inbound)
     except InboundPolicyError as exc:
         raise SnapshotRejected(str(exc)) from None
-    if snapshot.trust_bundle_pem:
+    # Parsed only when it changed: every push carries it, and parsing certificates costs more than the rest.
+    if snapshot.trust_bundle_pem and snapshot.trust_bundle_pem != trust_bundle:
         try:
             parse_bundle(snapshot.trust_bundle_pem)
         except CertificateError as exc:
