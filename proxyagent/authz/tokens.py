@@ -19,10 +19,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
-from jwt import PyJWK, PyJWKSet
+from proxyagent.lazy_imports import lazy_module
+
+if TYPE_CHECKING:
+    import jwt
+    from jwt import PyJWK
+else:
+    # Loaded when first used (proxyagent.lazy_imports): only services that trust an issuer verify tokens.
+    jwt = lazy_module("jwt")
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -59,7 +65,7 @@ def parse_jwks(where: str, jwks_json: str) -> tuple[PyJWK, ...]:
     """The asymmetric keys of a JWKS document, or ``JwksError``."""
     try:
         document = json.loads(jwks_json)
-        keys = PyJWKSet.from_dict(document).keys
+        keys = jwt.PyJWKSet.from_dict(document).keys
     except (ValueError, TypeError, KeyError, jwt.PyJWKError, jwt.PyJWKSetError) as exc:
         raise JwksError(f"{where}: not a usable JSON Web Key Set ({exc})") from None
     usable = tuple(key for key in keys if key.algorithm_name in ASYMMETRIC_ALGORITHMS)

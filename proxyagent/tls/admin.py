@@ -16,22 +16,30 @@ completes a handshake with it.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from proxyagent.lazy_imports import lazy_module
 from proxyagent.tls.certificates import WorkloadCertificates
 from proxyagent.tls.material import spiffe_id_of
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+else:
+    # Loaded when first used (proxyagent.lazy_imports): only mTLS mode serves AgentAdmin with certificates.
+    x509 = lazy_module("cryptography.x509")
+    hashes = lazy_module("cryptography.hazmat.primitives.hashes")
+    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
+    ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
 
 
 def _placeholder() -> tuple[bytes, bytes]:
     """(key, certificate) PEM of a self-signed certificate no peer trusts, made in memory."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxyagent without a workload certificate yet")])
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "proxyagent without a workload certificate yet")])
     now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()

@@ -17,15 +17,24 @@ import secrets
 import ssl
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from proxyagent.lazy_imports import lazy_module
 from proxyagent.tls.spiffe import WORKLOAD_ID, peer_id, trust_domain_of
 
-PrivateKey = ec.EllipticCurvePrivateKey
+if TYPE_CHECKING:
+    from cryptography import exceptions, x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    PrivateKey = ec.EllipticCurvePrivateKey
+else:
+    # Loaded when first used (proxyagent.lazy_imports): an agent without mTLS never needs them.
+    exceptions = lazy_module("cryptography.exceptions")
+    x509 = lazy_module("cryptography.x509")
+    hashes = lazy_module("cryptography.hazmat.primitives.hashes")
+    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
+    ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
 
 
 class CertificateError(ValueError):
@@ -84,7 +93,7 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
         return False
     try:
         child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, exceptions.InvalidSignature):
         return False
     return True
 
