@@ -28,10 +28,13 @@ from typing import Any
 import pytest
 
 from meshui.launcher.sample_mesh import free_port
+from tests.waiting import until
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE_SECONDS = 120.0
 PASSWORD = "demo-password-for-the-test"
+# Between polls of the demo's API and sidecars: each poll is several HTTP requests.
+POLL_S = 0.5
 
 pytestmark = pytest.mark.slow
 
@@ -246,41 +249,36 @@ def _assert_the_outsider_is_denied_and_reported(demo: Demo, api: Browser, bearer
     403s, reviews' sidecars count the denials, and the service page's API names the caller."""
     manifest = json.loads((demo.data_dir / "demo-mesh.json").read_text())
     agents = {f"{a['service']}-{a['version']}": a["admin_http"] for a in manifest["agents"]}
-    deadline = time.monotonic() + 60
-    while True:
+
+    def refused_and_denied() -> bool:
         refused = _metric(agents["batch-v1"], "mesh_requests_total", direction="outbound", status_class="4xx")
         denied = sum(
             _metric(agents[name], "mesh_requests_denied_total", source_workload="batch-v1")
             for name in ("reviews-v1", "reviews-v2")
         )
-        if refused and denied:
-            break
-        assert time.monotonic() < deadline, f"batch → reviews not denied: {refused} refused, {denied} denied"
-        time.sleep(0.5)  # polling interval, bounded by the deadline
+        return bool(refused and denied)
+
+    until(refused_and_denied, "batch's calls refused by batch's sidecar and denied by reviews'", 60, POLL_S)
     assert _metric(agents["batch-v1"], "mesh_requests_total", direction="outbound", status_class="2xx") == 0
     status, body = api.request("GET", "/api/v1/services/?namespace=shop", headers=bearer)
     assert status == 200, body
     reviews = next(row for row in json.loads(body)["results"] if row["name"] == "reviews")
-    deadline = time.monotonic() + 60
-    while True:
+
+    def denied_callers() -> set[str]:
         status, body = api.request("GET", f"/api/v1/services/{reviews['id']}/metrics/?window=5m", headers=bearer)
         assert status == 200, body
-        callers = {row["source_workload"] for row in json.loads(body)["denied_callers"]}
-        if "batch-v1" in callers:
-            break
-        assert time.monotonic() < deadline, f"reviews' denied callers lack batch-v1: {body[:2000]}"
-        time.sleep(0.5)  # polling interval, bounded by the deadline
+        return {row["source_workload"] for row in json.loads(body)["denied_callers"]}
+
+    until(lambda: "batch-v1" in denied_callers(), "batch-v1 among reviews' denied callers", 60, POLL_S)
     # The trace says why: reviews' server span names the policy that refused the batch job, and who it was.
-    deadline = time.monotonic() + 60
-    while True:
+
+    def traces_through_both() -> list[dict[str, Any]]:
         status, body = api.request("GET", "/api/v1/traces/?service=batch&limit=5", headers=bearer)
         assert status == 200, body
         # Each sidecar exports on its own schedule: a trace may hold the batch job's span before reviews'.
-        both = [t for t in json.loads(body)["results"] if {"batch", "reviews"} <= set(t["services"])]
-        if both:
-            break
-        assert time.monotonic() < deadline, f"no trace of batch → reviews: {body[:2000]}"
-        time.sleep(0.5)  # polling interval, bounded by the deadline
+        return [t for t in json.loads(body)["results"] if {"batch", "reviews"} <= set(t["services"])]
+
+    both = until(traces_through_both, "a trace of batch → reviews", 60, POLL_S)
     status, body = api.request("GET", f"/api/v1/traces/{both[0]['trace_id']}/", headers=bearer)
     assert status == 200, body
     server = next(s for s in json.loads(body)["spans"] if s["service"] == "reviews" and s["kind"] == "server")

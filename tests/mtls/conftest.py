@@ -7,8 +7,7 @@ import http.client
 import json
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,20 +17,7 @@ from proxyagent.agent import Agent
 from tests.mtls.fake_control_plane import Credentials, FakeControlPlane
 from tests.proxyagent.mesh_harness import Mesh, mesh, request
 from tests.proxyagent.sample_app import AppServer, running_app
-
-DEADLINE_S = 20.0
-
-
-def until(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    """Poll ``condition`` until it is truthy (returns it) or the deadline passes (fails, saying what)."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {deadline_s} s: {what}")
-        time.sleep(0.02)  # polling interval, bounded by the deadline
+from tests.waiting import until
 
 
 @dataclass

@@ -18,9 +18,10 @@ from proxyagent.identity import AgentIdentity
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.protocol.v1 import snapshot_pb2
 from proxyagent.routers import InboundRouter
-from tests.mtls.conftest import TwoSidecars, tls_client_context, tls_get, until
+from tests.mtls.conftest import TwoSidecars, tls_client_context, tls_get
 from tests.mtls.test_workload_identity import WEB, _metric, _server_spans
 from tests.proxyagent.mesh_harness import request
+from tests.waiting import until
 
 TESTER = SpiffeId("cluster.local", "shop", "tester")
 DENY_ALL = (PolicyKind.AUTHORIZATION_DEFAULT, "default", "", {"default": "deny-all"})

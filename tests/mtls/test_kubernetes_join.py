@@ -13,9 +13,10 @@ import pytest
 
 from proxyagent.agent import AgentConfig
 from proxyagent.protocol.v1 import control_pb2
-from tests.mtls.conftest import MtlsMesh, mtls_mesh, until
+from tests.mtls.conftest import MtlsMesh, mtls_mesh
 from tests.mtls.fake_control_plane import FakeControlPlane
 from tests.mtls.test_workload_identity import REVIEWS, _metric
+from tests.waiting import until
 
 
 @dataclass

@@ -13,9 +13,10 @@ import pytest
 from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import Agent
 from proxyagent.protocol.v1 import admin_pb2, admin_pb2_grpc, snapshot_pb2
-from tests.mtls.conftest import MtlsMesh, TwoSidecars, tls_client_context, tls_get, until
+from tests.mtls.conftest import MtlsMesh, TwoSidecars, tls_client_context, tls_get
 from tests.mtls.fake_control_plane import Credentials, TestCa
 from tests.mtls.test_workload_identity import REVIEWS, WEB, _metric, _server_spans
+from tests.waiting import until
 
 TESTER = SpiffeId("cluster.local", "shop", "tester")
 

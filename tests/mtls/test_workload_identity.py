@@ -15,9 +15,10 @@ from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import AgentConfig
 from proxyagent.tls.certificates import WorkloadCertificates
 from proxyagent.tls.material import CertificateError, WorkloadCertificate, make_csr, new_key
-from tests.mtls.conftest import MtlsMesh, TwoSidecars, server_certificate_serial, until
+from tests.mtls.conftest import MtlsMesh, TwoSidecars, server_certificate_serial
 from tests.mtls.fake_control_plane import TestCa
 from tests.proxyagent.mesh_harness import request, scrape
+from tests.waiting import until
 
 WEB = "spiffe://cluster.local/ns/shop/sa/web"
 REVIEWS = "spiffe://cluster.local/ns/shop/sa/reviews"

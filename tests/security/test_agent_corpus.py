@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from meshui.identity.authority import Authority
 from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import Agent
-from tests.mtls.conftest import MtlsMesh, mtls_mesh, tls_client_context, until
+from tests.mtls.conftest import MtlsMesh, mtls_mesh, tls_client_context
 from tests.mtls.fake_control_plane import Credentials, FakeControlPlane, TestCa
 from tests.mtls.test_workload_identity import _metric
 from tests.security import corpus
+from tests.waiting import until
 
 TIMEOUT_S = 10.0
 REFUSED = "mesh_tls_refused_total"
