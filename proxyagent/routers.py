@@ -221,15 +221,18 @@ class InboundRouter:
         self._gate: InboundGate | None = None
         # With fail_closed (mTLS mode), calls are refused until the first snapshot says what the policy is.
         self._fail_closed = fail_closed
+        self._refusing = False
+        # Read at each request rather than through a change listener, which an earlier listener's failure
+        # would skip: the gate never lags the store's table.
         self._store = store
         self._table: RoutingTable | None = None
         if store is not None:
             self._new_table(store.table)
-            store.on_change(self._new_table)
 
     def _new_table(self, table: RoutingTable) -> None:
         """The gate of the new table's inbound policy; cached targets carry the old one, so they go."""
         self._table = table
+        self._refusing = self._fail_closed and not table.version
         gate = InboundGate(table.inbound, self._identity.service, self._identity.namespace, self._app_port)
         self._gate = None if gate.open else gate
         self._targets = {}
@@ -244,9 +247,8 @@ class InboundRouter:
         """To the app; ``peer`` is the caller's SPIFFE id when its connection is mutual TLS."""
         store = self._store
         if store is not None and store.table is not self._table:
-            # The change listener missed it (an earlier listener raised): never serve with an old policy.
             self._new_table(store.table)
-        if self._fail_closed and self._table is not None and not self._table.version:
+        if self._refusing:
             raise MeshError(
                 MeshErrorCode.NO_HEALTHY_UPSTREAM,
                 f"the sidecar of {self._service} has no config yet, so it does not know the service's policy",

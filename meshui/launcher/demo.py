@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -42,20 +43,30 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequestedError(signal.Signals(signum).name)
 
 
-def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
+def _poll(condition: Callable[[], bool], group: ProcessGroup, timeout: float) -> bool:
+    """Whether ``condition`` came to hold within ``timeout``; a child exiting meanwhile is an error."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         exited = group.first_exited()
         if exited is not None:
             raise RuntimeError(f"{exited.name} exited with status {exited.process.returncode} while starting")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)  # polling interval while the server boots
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        if condition():
+            return True
+        time.sleep(0.2)  # polling interval while the processes start
+    return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _wait_http_ok(url: str, group: ProcessGroup, timeout: float) -> None:
+    if not _poll(lambda: _http_ok(url), group, timeout):
+        raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def _config_version(admin_http_port: int) -> int | None:
@@ -75,16 +86,13 @@ def _wait_converged(agents: list[sample_mesh.AgentPorts], group: ProcessGroup, t
     """Until every sidecar holds the same config version: the newest, since the last to register got it with
     its registration. Earlier sidecars learn of later ones through a push; load started before that would
     meet no_route for services that are merely still joining."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        exited = group.first_exited()
-        if exited is not None:
-            raise RuntimeError(f"{exited.name} exited with status {exited.process.returncode} while starting")
+
+    def converged() -> bool:
         versions = {_config_version(ports.admin_http) for ports in agents}
-        if len(versions) == 1 and None not in versions:
-            return
-        time.sleep(0.2)  # polling interval while pushes reach the sidecars
-    print("meshui: the sidecars' config versions did not converge in time; starting the load anyway", flush=True)
+        return len(versions) == 1 and None not in versions
+
+    if not _poll(converged, group, timeout):
+        print("meshui: the sidecars' config versions did not converge in time; starting the load anyway", flush=True)
 
 
 def _start_sample_mesh(
