@@ -1,10 +1,10 @@
 """Golden-signal metrics, served in Prometheus text format on the admin HTTP port.
 
 The per-request series are plain integers on an ``EdgeSeries`` per label set,
-bumped with attribute additions: prometheus_client's own counters take a lock
-and validate on every increment, which cost more per request than parsing it.
-A custom collector turns them into Prometheus families when /metrics (or the
-OTLP metric export) reads the registry. Everything runs on the agent's one
+bumped with attribute additions: a registry's counters check their labels on
+every increment, which cost more per request than parsing it. A collector
+turns them into metric families when /metrics (or the OTLP metric export)
+reads the registry (``metric_registry``). Everything runs on the agent's one
 event loop thread, so no lock is needed.
 """
 
@@ -13,9 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+from proxyagent.metric_registry import Counter, Gauge, MetricFamily, Registry
 
 # ``mtls``: "true" when the request crossed between sidecars over mutual TLS (inbound: the caller's
 # connection; outbound: the connection to the endpoint), else "false".
@@ -23,10 +21,19 @@ LABELS = ("direction", "source_workload", "destination_service", "destination_wo
 _FLOW_LABELS = ("direction", "destination_service")
 # Seconds; dense below 100 ms where a mesh hop lives, sparse above for slow apps.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# The "le" labels as prometheus_client writes them (repr of the float; these bounds need no exponent).
+# The "le" labels: the repr of each bound (these bounds need no exponent), as prometheus_client writes them too.
 _LE = (*[repr(float(b)) for b in LATENCY_BUCKETS], "+Inf")
 
 EdgeLabels = tuple[str, str, str, str, str, str]
+# The metric names ``_SeriesCollector`` produces.
+_SERIES_NAMES = (
+    "mesh_requests_total",
+    "mesh_request_errors_total",
+    "mesh_request_duration_seconds",
+    "mesh_request_bytes_total",
+    "mesh_response_bytes_total",
+    "mesh_requests_in_flight",
+)
 
 
 class EdgeSeries:
@@ -66,10 +73,10 @@ class MeshMetrics:
     """One registry per agent (not the process-global one), so tests can run several agents in one process."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = Registry()
         self._edges: dict[EdgeLabels, EdgeSeries] = {}
         self._in_flight: dict[tuple[str, str], InFlight] = {}
-        self.registry.register(_SeriesCollector(self._edges, self._in_flight))
+        self.registry.register(_SeriesCollector(self._edges, self._in_flight), _SERIES_NAMES)
         self.mesh_errors = Counter(
             "mesh_errors",
             "Errors the mesh itself answered with, by code.",
@@ -82,7 +89,7 @@ class MeshMetrics:
         self.config_rejected = Counter(
             "mesh_config_rejected", "Config snapshots rejected as invalid or stale.", registry=self.registry
         )
-        # Traffic policy (the policy path): rare events, so prometheus_client's own metrics. Labels are bounded
+        # Traffic policy (the policy path): rare events, so the registry's own counters. Labels are bounded
         # by the configured destinations and small fixed sets of reasons.
         self.retries = Counter(
             "mesh_retries",
@@ -173,41 +180,39 @@ class MeshMetrics:
         return gauge
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return self.registry.exposition()
 
 
-class _SeriesCollector(Collector):
-    """The edge series and in-flight gauges as Prometheus families, read when the registry is collected."""
+class _SeriesCollector:
+    """The edge series and in-flight gauges as metric families, read when the registry is collected."""
 
     def __init__(self, edges: dict[EdgeLabels, EdgeSeries], in_flight: dict[tuple[str, str], InFlight]) -> None:
         self._edges = edges
         self._in_flight = in_flight
 
-    def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily("mesh_requests", "Requests completed.", labels=LABELS)
-        errors = CounterMetricFamily(
-            "mesh_request_errors", "Requests that ended in a 5xx or a mesh error.", labels=LABELS
-        )
-        latency = HistogramMetricFamily(
-            "mesh_request_duration_seconds", "Time from the request's first byte to the response's last.", labels=LABELS
-        )
-        request_bytes = CounterMetricFamily("mesh_request_bytes", "Request body bytes.", labels=LABELS)
-        response_bytes = CounterMetricFamily("mesh_response_bytes", "Response body bytes.", labels=LABELS)
+    def collect(self) -> Iterator[MetricFamily]:
+        requests = MetricFamily("mesh_requests", "Requests completed.", "counter", LABELS)
+        errors = MetricFamily("mesh_request_errors", "Requests that ended in a 5xx or a mesh error.", "counter", LABELS)
+        latency = MetricFamily(
+            "mesh_request_duration_seconds", "Time from the request's first byte to the response's last.", "histogram",
+            LABELS,
+        )  # fmt: skip
+        request_bytes = MetricFamily("mesh_request_bytes", "Request body bytes.", "counter", LABELS)
+        response_bytes = MetricFamily("mesh_response_bytes", "Response body bytes.", "counter", LABELS)
         # Copies: a collection may run outside the event loop thread (a test, a thread-based exporter).
         for labels, series in list(self._edges.items()):
-            values = list(labels)
-            requests.add_metric(values, series.requests)
-            errors.add_metric(values, series.errors)
-            request_bytes.add_metric(values, series.request_bytes)
-            response_bytes.add_metric(values, series.response_bytes)
+            requests.add(labels, series.requests)
+            errors.add(labels, series.errors)
+            request_bytes.add(labels, series.request_bytes)
+            response_bytes.add(labels, series.response_bytes)
             cumulative, buckets = 0, []
             for le, count in zip(_LE, series.buckets, strict=True):
                 cumulative += count
                 buckets.append((le, float(cumulative)))
-            latency.add_metric(values, buckets, series.duration_sum)
-        in_flight = GaugeMetricFamily("mesh_requests_in_flight", "Requests in progress.", labels=_FLOW_LABELS)
+            latency.add_histogram(labels, buckets, series.duration_sum)
+        in_flight = MetricFamily("mesh_requests_in_flight", "Requests in progress.", "gauge", _FLOW_LABELS)
         for key, gauge in list(self._in_flight.items()):
-            in_flight.add_metric(list(key), gauge.value)
+            in_flight.add(key, gauge.value)
         yield from (requests, errors, latency, request_bytes, response_bytes, in_flight)
 
 

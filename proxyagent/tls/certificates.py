@@ -29,8 +29,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from proxyagent.metric_registry import Counter, Gauge, Registry
 from proxyagent.protocol.v1 import control_pb2
 from proxyagent.tls.material import (
     CertificateError,
@@ -52,7 +52,7 @@ def _utc(unix: float) -> str:
 
 
 class CertificateMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.issued = Counter(
             "mesh_certificates_issued",
             "Workload certificates this agent obtained, by the credential that proved its identity "
@@ -80,7 +80,7 @@ class WorkloadCertificates:
         agent_id: str = "",
         join_token: str = "",
         kubernetes_token: Callable[[], str] | None = None,
-        registry: CollectorRegistry | None = None,
+        registry: Registry | None = None,
         clock: Callable[[], float] = time.time,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
@@ -93,7 +93,7 @@ class WorkloadCertificates:
         self._clock = clock
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
-        self.metrics = CertificateMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics = CertificateMetrics(registry if registry is not None else Registry())
         self.current: WorkloadCertificate | None = None
         # Built from ``current``; read by the listeners at each new connection.
         self.server_context: ssl.SSLContext | None = None

@@ -15,7 +15,6 @@ import itertools
 import os
 import secrets
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,8 @@ from proxyagent.lazy_imports import lazy_module
 from proxyagent.tls.spiffe import WORKLOAD_ID, peer_id, trust_domain_of
 
 if TYPE_CHECKING:
+    import tempfile
+
     from cryptography import exceptions, x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,6 +36,8 @@ else:
     hashes = lazy_module("cryptography.hazmat.primitives.hashes")
     serialization = lazy_module("cryptography.hazmat.primitives.serialization")
     ec = lazy_module("cryptography.hazmat.primitives.asymmetric.ec")
+    # Brings shutil, bz2 and lzma (0.7 MB); only the fallback without /proc needs it.
+    tempfile = lazy_module("tempfile")
 
 
 class CertificateError(ValueError):
