@@ -11,7 +11,7 @@
 - A round: bump the mesh version and queue ``push_snapshots`` (what
   ``do_bump_version`` does when its transaction commits) through the real
   Redis broker to a real Celery worker (a process of its own, prefork, one
-  pool process: one rollout at a time). *Converged*: the last agent installed
+  pool process: one rollout at a time, DEBUG off as deployed). *Converged*: the last agent installed
   the version (each agent notes when its ConfigStore swapped the new table in,
   on the machine's monotonic clock, which every process shares). *Recorded*:
   the task's result came back, so every agent's outcome was committed and the
@@ -364,7 +364,8 @@ def report(
         f"them), spread over {processes} processes, each on its own loopback port (in "
         f"production each agent has its own host's CPU). Snapshot: {args.services} services, "
         f"{args.endpoints} endpoints, {snapshot_size} bytes; every agent validates and installs it whole.",
-        "- Control plane: SQLite in a temporary directory; a Celery worker (prefork, one pool process) on Redis; "
+        "- Control plane: SQLite in a temporary directory; a Celery worker (prefork, one pool process) on Redis, "
+        "with DEBUG off as deployed; "
         f"MESH_ROLLOUT_PARALLELISM={settings.MESH_ROLLOUT_PARALLELISM}.",
         "- A round: bump the mesh version and queue `push_snapshots` (as `do_bump_version` does on commit). "
         "*Converged*: the last agent installed the version; *recorded*: the task's result came back (every outcome "
@@ -410,6 +411,8 @@ def main() -> int:
     os.environ.pop("DATABASE_URL", None)
     os.environ["MESHUI_DATA_DIR"] = str(tmp)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshui.settings")
+    # As a deployed worker runs: with DEBUG on, Django's debug cursor copies and quotes every query it runs.
+    os.environ["MESHUI_DEBUG"] = "0"
 
     print(f"bench: starting {max(sizes)} agents in {processes} processes", flush=True)
     hosts = AgentHosts.start(max(sizes), processes)

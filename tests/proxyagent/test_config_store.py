@@ -90,3 +90,42 @@ def test_a_new_epoch_accepts_a_lower_version() -> None:
     destination = store.table.lookup("reviews", own_namespace="shop")
     assert destination is not None
     assert destination.endpoints[0].port == 15007
+
+
+def _two_services(version: int, reviews_port: int) -> snapshot_pb2.Snapshot:
+    snapshot = _snapshot(version, ("10.0.0.1", reviews_port))
+    snapshot.destinations.extend(_snapshot(version, ("10.0.0.2", 80), service="ratings").destinations)
+    return snapshot
+
+
+def test_a_destination_a_push_leaves_as_it_was_is_kept_not_validated_again() -> None:
+    store = ConfigStore()
+    store.apply(_two_services(1, 8080))
+    reviews, ratings = store.table.destinations["reviews.shop"], store.table.destinations["ratings.shop"]
+
+    assert store.apply(_two_services(2, 9090)) == (True, "")
+
+    # The same object: the routers keep what they built for it (balancer plans, outlier state) as they were.
+    assert store.table.destinations["ratings.shop"] is ratings
+    changed = store.table.destinations["reviews.shop"]
+    assert changed is not reviews
+    assert [e.port for e in changed.endpoints] == [9090]
+
+
+def test_a_rejected_push_does_not_change_what_later_pushes_are_compared_with() -> None:
+    store = ConfigStore()
+    store.apply(_two_services(1, 8080))
+    ratings = store.table.destinations["ratings.shop"]
+    bad = _two_services(2, 0)  # reviews' port 0 is refused; ratings is unchanged
+
+    accepted, why = store.apply(bad)
+    assert not accepted
+    assert "port 0 is out of range" in why
+
+    assert store.apply(_two_services(3, 8081)) == (True, "")
+    assert store.table.destinations["ratings.shop"] is ratings
+    # A destination repeated within one snapshot is refused even when it is one the agent already holds.
+    twice = snapshot_pb2.Snapshot(version=4, destinations=[_two_services(4, 8081).destinations[1]] * 2)
+    accepted, why = store.apply(twice)
+    assert not accepted
+    assert "listed twice" in why
