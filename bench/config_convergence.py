@@ -8,11 +8,12 @@
   agents registered in it as connected agents of namespace ``bench``, and a
   catalog of ``--services`` services with ``--endpoints`` healthy endpoints in
   all: the snapshot every agent gets.
-- A round: bump the mesh version and queue ``push_snapshots`` (what
+- A round: move one instance to another port (one destination of the
+  snapshot changes), bump the mesh version and queue ``push_snapshots`` (what
   ``do_bump_version`` does when its transaction commits) through the real
   Redis broker to a real Celery worker (a process of its own, prefork, one
-  pool process: one rollout at a time, DEBUG off as deployed). *Converged*: the last agent installed
-  the version (each agent notes when its ConfigStore swapped the new table in,
+  pool process: one rollout at a time, DEBUG off as deployed). *Converged*:
+  the last agent installed the version (each agent notes when its ConfigStore swapped the new table in,
   on the machine's monotonic clock, which every process shares). *Recorded*:
   the task's result came back, so every agent's outcome was committed and the
   progress published.
@@ -196,6 +197,16 @@ def bump() -> int:
         return MeshVersion.bump()
 
 
+def move_an_endpoint(round_number: int) -> None:
+    """One instance moves to another port: a rollout carries a change, and agents validate what changed."""
+    from meshui.catalog.models import Instance
+
+    instance = Instance.objects.order_by("pk")[round_number % Instance.objects.count()]
+    # Between its own port and that plus 10000: the catalog's ports are 8080-8329, so no two instances meet.
+    moved = instance.port + 10000 if instance.port < 18000 else instance.port - 10000
+    Instance.objects.filter(pk=instance.pk).update(port=moved)
+
+
 def snapshot_bytes(agent_pk: int) -> int:
     from meshui.rollout.models import MeshVersion
     from meshui.rollout.snapshots import build_agent_snapshots
@@ -300,7 +311,9 @@ class Round:
     worker_cpu_s: float
 
 
-def run_round(hosts: AgentHosts, worker: Worker, queue: str, size: int, account: CpuAccount) -> Round:
+def run_round(
+    hosts: AgentHosts, worker: Worker, queue: str, size: int, account: CpuAccount, round_number: int
+) -> Round:
     from meshui.rollout.tasks import push_snapshots
 
     ours = [os.getpid(), *(process.pid for process in hosts.processes), worker.process.pid]
@@ -308,6 +321,7 @@ def run_round(hosts: AgentHosts, worker: Worker, queue: str, size: int, account:
     machine_before = account.measure(ours)
     cpu_before = worker.cpu_s()
     started = time.monotonic()
+    move_an_endpoint(round_number)
     version = bump()
     result = push_snapshots.apply_async((version,), queue=queue)
     counts = result.get(timeout=300)
@@ -363,11 +377,14 @@ def report(
         f"{'uvloop' if importlib.util.find_spec('uvloop') else 'the asyncio loop'}, as the agent's command line runs "
         f"them), spread over {processes} processes, each on its own loopback port (in "
         f"production each agent has its own host's CPU). Snapshot: {args.services} services, "
-        f"{args.endpoints} endpoints, {snapshot_size} bytes; every agent validates and installs it whole.",
+        f"{args.endpoints} endpoints, {snapshot_size} bytes. Before each round one "
+        "instance moves to another port, so one destination of the snapshot changes: each agent validates that one "
+        "and keeps the others it holds, as after any change to one service.",
         "- Control plane: SQLite in a temporary directory; a Celery worker (prefork, one pool process) on Redis, "
         "with DEBUG off as deployed; "
         f"MESH_ROLLOUT_PARALLELISM={settings.MESH_ROLLOUT_PARALLELISM}.",
-        "- A round: bump the mesh version and queue `push_snapshots` (as `do_bump_version` does on commit). "
+        "- A round: move one instance, bump the mesh version and queue `push_snapshots` (as `do_bump_version` does "
+        "on commit). "
         "*Converged*: the last agent installed the version; *recorded*: the task's result came back (every outcome "
         "committed, progress published). Percentiles are nearest-rank over the rounds after the first (with fewer "
         "than 100 rounds, p99 is the slowest); the first round, which opens a channel to every agent, is shown "
@@ -440,7 +457,7 @@ def main() -> int:
             worker = Worker.start(dict(os.environ), queue, tmp / f"worker-{size}.log")
             results[size] = []
             for _ in range(args.rounds):
-                results[size].append(run_round(hosts, worker, queue, size, account))
+                results[size].append(run_round(hosts, worker, queue, size, account, len(results[size])))
             converged = [r.converged_s * 1000 for r in results[size][1:]] or [results[size][0].converged_s * 1000]
             print(
                 f"bench: {size} agents: converged p50 {statistics.median(converged):.0f} ms, "
