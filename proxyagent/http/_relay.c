@@ -394,6 +394,9 @@ typedef struct {
     PyObject *via_line;    /* b"via: 1.1 <agent>\r\n" */
     double idle_timeout;
     double sampling;
+    /* Exchanges the bridge holds waiting for a connection (coalesced connects): while any wait, a
+     * released connection is offered to the bridge before it goes idle. */
+    Py_ssize_t waiters;
     /* Spans, encoded here as ScopeSpans.spans entries and taken in batches by the exporter. */
     PyObject *exporter;    /* telemetry.SpanExporter, or None: no spans */
     PyObject *blocks;      /* (edge, method, status, mesh error) -> (span name, attribute block) */
@@ -571,6 +574,18 @@ static void pool_release(Relay *relay, Upstream *u) {
     if (u->closed || u->transport == NULL) {
         upstream_close(u);
         return;
+    }
+    if (relay->waiters > 0) {
+        /* An exchange is waiting for a connection to this key, perhaps: it goes on with this one. */
+        u->reused = 1;
+        PyObject *taken = PyObject_CallMethod(relay->bridge, "released", "OO", u->key, (PyObject *)u);
+        if (taken == NULL) {
+            report("handing a connection to a waiting exchange");
+        } else {
+            int yes = taken == Py_True;
+            Py_DECREF(taken);
+            if (yes) return;
+        }
     }
     PyObject *idle = PyDict_GetItemWithError(relay->idle, u->key);
     if (idle == NULL) {
@@ -1781,6 +1796,13 @@ static PyObject *Client_connect_failed(Client *c, PyObject *const *args, Py_ssiz
     Py_RETURN_NONE;
 }
 
+/* waiting(gen): whether exchange ``gen`` is still waiting for its upstream connection. */
+static PyObject *Client_waiting(Client *c, PyObject *arg) {
+    unsigned long long gen = PyLong_AsUnsignedLongLong(arg);
+    if (gen == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(gen == c->gen && c->active && !c->closed && c->connecting);
+}
+
 static PyObject *Client_get_native(Client *c, void *unused) { return PyBool_FromLong(c->slow == NULL); }
 
 static int Client_init(Client *c, PyObject *args, PyObject *kwds) {
@@ -1840,6 +1862,7 @@ static PyMethodDef Client_methods[] = {
     {"close", (PyCFunction)Client_close, METH_NOARGS, NULL},
     {"connected", (PyCFunction)(void (*)(void))Client_connected, METH_FASTCALL, NULL},
     {"connect_failed", (PyCFunction)(void (*)(void))Client_connect_failed, METH_FASTCALL, NULL},
+    {"waiting", (PyCFunction)Client_waiting, METH_O, NULL},
     {"_on_timer", (PyCFunction)Client_on_timer, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -2088,8 +2111,23 @@ static PyMethodDef Relay_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *Relay_get_waiters(Relay *r, void *unused) { return PyLong_FromSsize_t(r->waiters); }
+
+static int Relay_set_waiters(Relay *r, PyObject *value, void *unused) {
+    Py_ssize_t n = value == NULL ? -1 : PyLong_AsSsize_t(value);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "waiters is a count");
+        return -1;
+    }
+    r->waiters = n;
+    return 0;
+}
+
 static PyGetSetDef Relay_getset[] = {
     {"spans_dropped", (getter)Relay_get_spans_dropped, NULL, "spans dropped because the queue was full", NULL},
+    {"waiters", (getter)Relay_get_waiters, (setter)Relay_set_waiters,
+     "exchanges the bridge holds waiting for a connection: released connections are offered to it first", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

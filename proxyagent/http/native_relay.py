@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.headers import header_lines
@@ -39,6 +40,11 @@ assert _NATIVE_DROPPABLE <= REQUEST_FIELDS
 # Spans the relay encodes before it wakes the exporter, and holds at most (then drops and counts).
 SPAN_BATCH = 512
 SPAN_QUEUE = 8192
+# Mutual-TLS connects in flight to one endpoint, at most. A handshake costs both sidecars about 0.7 ms of CPU,
+# some 50 requests' worth: when a burst finds the pool empty (a cold start, say), opening a connection per
+# waiting request makes every request wait for every handshake, the wait draws more requests in, and they
+# open more connections. Beyond this many, an exchange waits for the first connection released or opened.
+TLS_CONNECTS_PER_ENDPOINT = 4
 
 # What the relay reads of a route: (target, origin-form path, pool key, host, port, timeout in
 # seconds, header lines the route adds, whether x-mesh-source-workload is dropped).
@@ -71,6 +77,10 @@ class NativeRelay:
             spans.exporter.add_source(self.relay.take_spans)
         # Connects in flight, kept so their tasks are not garbage collected while they run.
         self._connecting: set[asyncio.Task[None]] = set()
+        # Mutual TLS only (``TLS_CONNECTS_PER_ENDPOINT``): connects in flight, and exchanges waiting, per pool key.
+        self._coalesce = proxy.pool.tls is not None
+        self._connects: dict[tuple[str, int, str], int] = {}
+        self._waiting: dict[tuple[str, int, str], deque[tuple[_relay.Client, int]]] = {}
 
     def protocol(self) -> asyncio.Protocol:
         """A protocol for one new client connection (the listener's factory)."""
@@ -135,8 +145,17 @@ class NativeRelay:
         return spans.shared_parts(method, "1.1", status, target.edge, mesh_error)
 
     def connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
-        """Open an upstream connection for the client's exchange ``gen``; the answer comes back through
-        ``client.connected`` or ``client.connect_failed``."""
+        """Find an upstream connection for the client's exchange ``gen`` (none was idle); the answer comes back
+        through ``client.connected`` or ``client.connect_failed``."""
+        if self._coalesce:
+            if self._connects.get(key, 0) >= TLS_CONNECTS_PER_ENDPOINT:
+                self._waiting.setdefault(key, deque()).append((client, gen))
+                self.relay.waiters += 1
+                return
+            self._connects[key] = self._connects.get(key, 0) + 1
+        self._start_connect(client, gen, host, port, key)
+
+    def _start_connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
         task = self._loop.create_task(self._connect(client, gen, host, port, key))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -146,13 +165,62 @@ class NativeRelay:
         try:
             upstream = await self._proxy.pool.open(lambda: _relay.Upstream(relay, key), host, port, key[2])
         except MeshError as exc:
+            self._connect_ended(key, host, port, exc.detail)
             client.connect_failed(gen, exc.detail)
             return
         except Exception as exc:  # a bug of ours or an odd socket error: answer rather than wait for the timeout
             logger.exception("connecting to %s:%d failed", host, port)
+            self._connect_ended(key, host, port, type(exc).__name__)
             client.connect_failed(gen, type(exc).__name__)
             return
+        self._connect_ended(key, host, port, None)
         client.connected(gen, upstream)
+
+    def _connect_ended(self, key: tuple[str, int, str], host: str, port: int, failure: str | None) -> None:
+        """A connect to ``key`` is over: the exchanges waiting share its failure, or the first of them gets the slot."""
+        if not self._coalesce:
+            return
+        left = self._connects.get(key, 1) - 1
+        if left:
+            self._connects[key] = left
+        else:
+            self._connects.pop(key, None)
+        if failure is not None:
+            # The endpoint refused one connect: those waiting behind it would each wait for the same answer.
+            for client, gen in self._take_waiting(key):
+                client.connect_failed(gen, failure)
+            return
+        waiting = self._waiting.get(key)
+        while waiting:
+            client, gen = self._pop_waiting(key, waiting)
+            if client.waiting(gen):
+                self._connects[key] = self._connects.get(key, 0) + 1
+                self._start_connect(client, gen, host, port, key)
+                return
+
+    def released(self, key: tuple[str, int, str], upstream: _relay.Upstream) -> bool:
+        """A connection to ``key`` is free again: the first exchange still waiting for one goes on with it."""
+        waiting = self._waiting.get(key)
+        while waiting:
+            client, gen = self._pop_waiting(key, waiting)
+            if client.waiting(gen):
+                client.connected(gen, upstream)
+                return True
+        return False
+
+    def _pop_waiting(
+        self, key: tuple[str, int, str], waiting: deque[tuple[_relay.Client, int]]
+    ) -> tuple[_relay.Client, int]:
+        entry = waiting.popleft()
+        self.relay.waiters -= 1
+        if not waiting:
+            del self._waiting[key]
+        return entry
+
+    def _take_waiting(self, key: tuple[str, int, str]) -> list[tuple[_relay.Client, int]]:
+        waiting = self._waiting.pop(key, deque())
+        self.relay.waiters -= len(waiting)
+        return [(client, gen) for client, gen in waiting if client.waiting(gen)]
 
     def error(self, target: Target, code: str, detail: str | None, keep_alive: bool) -> bytes:
         """The response for a mesh error the relay met after routing (``detail`` None: the request timeout)."""

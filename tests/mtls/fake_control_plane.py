@@ -146,6 +146,8 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
     inbound: snapshot_pb2.InboundPolicy = field(default_factory=snapshot_pb2.InboundPolicy)
     # The identity a service's endpoints are announced with, when not the one its agents registered with.
     identity_overrides: dict[str, str] = field(default_factory=dict)
+    # Where a service's endpoints are announced, when not where its agents registered: (address, port).
+    address_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
     issuing: bool = True  # False: IssueCertificate answers UNAVAILABLE
     version: int = 1
     agents: dict[str, Registered] = field(default_factory=dict)
@@ -199,10 +201,11 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
         by_service: dict[tuple[str, str], list[snapshot_pb2.Endpoint]] = {}
         for registered in self.agents.values():
             request = registered.request
+            address, port = self.address_overrides.get(request.service, (request.address, request.inbound_port))
             by_service.setdefault((request.service, request.namespace), []).append(
                 snapshot_pb2.Endpoint(
-                    address=request.address,
-                    port=request.inbound_port,
+                    address=address,
+                    port=port,
                     workload=request.workload,
                     labels=dict(request.labels),
                     identity=self.identity_overrides.get(request.service, registered.identity),
