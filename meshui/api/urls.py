@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 from meshui.accounts.views import ApiTokenViewSet, GroupViewSet, MeView, RoleBindingViewSet, UserViewSet
 from meshui.audit.views import AuditEventViewSet
 from meshui.catalog.views import AgentViewSet, InstanceViewSet, NamespaceViewSet, ServiceViewSet, WorkloadViewSet
-from meshui.identity.views import CertificateAuthorityView, IssuedCertificateViewSet, JoinTokenViewSet
+from meshui.identity.views import CaChangeViewSet, CertificateAuthorityView, IssuedCertificateViewSet, JoinTokenViewSet
 from meshui.policy.views import (
     ApprovalRuleViewSet,
     AuthorizationDefaultViewSet,
@@ -41,6 +41,7 @@ router.register("config-versions", ConfigVersionViewSet, basename="configversion
 router.register("approval-rules", ApprovalRuleViewSet)
 router.register("join-tokens", JoinTokenViewSet)
 router.register("certificates", IssuedCertificateViewSet, basename="certificate")
+router.register("ca-changes", CaChangeViewSet, basename="cachange")
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),

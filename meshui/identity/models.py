@@ -130,3 +130,74 @@ class IssuedCertificate(models.Model):
     @property
     def namespace_pk(self) -> int:
         return self.namespace_id
+
+
+class CaChangeState(models.TextChoices):
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class CaOperation(models.TextChoices):
+    ROTATE = "rotate"
+    RETIRE = "retire"
+
+
+class CaChange(models.Model):
+    """A requested rotation of the CA, or retirement of a root, waiting for approval by another person.
+
+    The CA belongs to every namespace, so a change needs the approvals the strictest namespace asks for
+    (``required_approvals``, fixed when it is requested) from people who may approve in all of them.
+    Applied as soon as the last approval is given; an admin may apply one at once with a written reason.
+    """
+
+    operation = models.CharField(max_length=16, choices=CaOperation.choices)
+    authority_id = models.CharField(max_length=64, blank=True, help_text="The root to retire (retire only).")
+    reason = models.CharField(max_length=2000, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=CaChangeState.choices, default=CaChangeState.PENDING)
+    required_approvals = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=2000, blank=True)
+    emergency_reason = models.CharField(
+        max_length=2000, blank=True, help_text="Set when an admin applied it without approval."
+    )
+    # The root a rotation created, once applied.
+    created_authority_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "expires_at"], name="ca_change_state_expiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(operation="rotate", authority_id="") | Q(operation="retire") & ~Q(authority_id=""),
+                name="ca_change_names_a_root_only_to_retire",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = f" {self.authority_id}" if self.authority_id else ""
+        return f"CA change #{self.pk}: {self.operation}{target} ({self.state})"
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.state == CaChangeState.PENDING and self.expires_at <= now
+
+
+class CaChangeApproval(models.Model):
+    change = models.ForeignKey(CaChange, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["approved_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["change", "approver"], name="ca_change_one_approval_each")]
+
+    def __str__(self) -> str:
+        return f"{self.approver} approved CA change #{self.change_id}"

@@ -11,7 +11,8 @@ from meshui.api.serializers import StrictCharField, StrictModelSerializer, Visib
 from meshui.catalog.models import Namespace
 from meshui.catalog.validators import dns_label
 from meshui.identity.durations import parse_duration
-from meshui.identity.models import IssuedCertificate, JoinToken
+from meshui.identity.models import CaChange, CaChangeApproval, IssuedCertificate, JoinToken
+from meshui.policy.validation import StrictSerializer
 
 MAX_JOIN_TOKEN_TTL = dt.timedelta(days=30)
 
@@ -95,14 +96,58 @@ class IssuedCertificateSerializer(serializers.ModelSerializer[IssuedCertificate]
         read_only_fields = fields
 
 
-class CaOperationSerializer(serializers.Serializer[Any]):
+class CaChangeRequestSerializer(StrictSerializer):
+    """A change to the CA: reviewed by default; applied at once when an admin gives ``emergency_reason``."""
+
     operation = serializers.ChoiceField(choices=["rotate", "retire"])
     id = StrictCharField(required=False, max_length=64, help_text="The root to retire.")
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+    emergency_reason = StrictCharField(
+        required=False,
+        max_length=2000,
+        help_text="Apply at once, without approval (admins only): why it cannot wait. Audited and flagged.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["operation"] == "retire" and not attrs.get("id"):
             raise serializers.ValidationError({"id": ["Name the root to retire."]})
+        if attrs["operation"] == "rotate" and attrs.get("id"):
+            raise serializers.ValidationError({"id": ["A rotation names no root: it makes a new one."]})
+        if "emergency_reason" in attrs and not attrs["emergency_reason"].strip():
+            raise serializers.ValidationError({"emergency_reason": ["Say why this cannot wait for approval."]})
         return attrs
+
+
+class CaChangeApprovalSerializer(serializers.ModelSerializer[CaChangeApproval]):
+    approver = serializers.CharField(source="approver.username", read_only=True)
+
+    class Meta:
+        model = CaChangeApproval
+        fields = ["approver", "approved_at"]
+
+
+class CaChangeSerializer(serializers.ModelSerializer[CaChange]):
+    id = serializers.IntegerField(read_only=True)
+    root_id = serializers.CharField(source="authority_id", read_only=True, help_text="The root to retire.")
+    new_root_id = serializers.CharField(
+        source="created_authority_id", read_only=True, help_text="The root a rotation made, once applied."
+    )
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True, default=None)
+    approvals = CaChangeApprovalSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = CaChange
+        fields = [
+            "id", "operation", "root_id", "new_root_id", "reason", "state", "requested_by", "required_approvals",
+            "approvals", "created_at", "expires_at", "decided_by", "decided_at", "decision_reason",
+            "emergency_reason",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CaChangeRejectSerializer(StrictSerializer):
+    reason = StrictCharField(max_length=2000)
 
 
 class CaRootSerializer(serializers.Serializer[Any]):

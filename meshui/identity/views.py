@@ -9,7 +9,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,20 +19,21 @@ from rest_framework.views import APIView
 from meshui.accounts.models import namespace_access
 from meshui.accounts.roles import Capability
 from meshui.accounts.scoping import restrict_to_namespaces
-from meshui.api.errors import Conflict, NamespacePermissionDenied
 from meshui.api.permissions import NamespaceRolePermission
 from meshui.api.viewsets import NamespacedModelViewSet
 from meshui.audit.actions import do_record_change
 from meshui.audit.models import AuditAction
-from meshui.identity.actions import ca_status, do_retire_root, do_rotate_ca
-from meshui.identity.models import IssuedCertificate, JoinToken
+from meshui.identity import ca_changes
+from meshui.identity.actions import ca_status
+from meshui.identity.models import CaChange, IssuedCertificate, JoinToken
 from meshui.identity.serializers import (
-    CaOperationSerializer,
+    CaChangeRejectSerializer,
+    CaChangeRequestSerializer,
+    CaChangeSerializer,
     CaStatusSerializer,
     IssuedCertificateSerializer,
     JoinTokenSerializer,
 )
-from meshui.identity.store import CaConfigurationError
 
 
 class JoinTokenFilter(filters.FilterSet):
@@ -98,7 +100,7 @@ class IssuedCertificateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Is
 
 
 class CertificateAuthorityView(APIView):
-    """The roots agents trust (public material only). Global admins rotate the CA and retire old roots."""
+    """The roots agents trust (public material only). Changes to them go through ``/api/v1/ca-changes/``."""
 
     permission_classes = [IsAuthenticated]
 
@@ -106,18 +108,52 @@ class CertificateAuthorityView(APIView):
     def get(self, request: Request) -> Response:
         return Response(ca_status())
 
-    @extend_schema(request=CaOperationSerializer, responses=CaStatusSerializer)
-    def post(self, request: Request) -> Response:
-        if not namespace_access(request.user).can(Capability.MANAGE, None):
-            raise NamespacePermissionDenied("Rotating the CA needs the 'manage' permission in all namespaces.", None)
-        serializer = CaOperationSerializer(data=request.data)
+
+class CaChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[CaChange]):
+    """Rotations of the CA and retirements of roots: requested by an admin of all namespaces, approved by
+    someone else who may approve in all of them, applied with the last approval. POST with
+    ``emergency_reason`` applies at once (admins; audited and flagged)."""
+
+    serializer_class = CaChangeSerializer
+    permission_classes = [IsAuthenticated]
+    queryset = CaChange.objects.select_related("requested_by", "decided_by").prefetch_related("approvals__approver")
+
+    def get_queryset(self) -> QuerySet[CaChange]:
+        # Those who may act on CA changes see them: admins and approvers of every namespace.
+        access = namespace_access(self.request.user)
+        if not (access.can(Capability.MANAGE, None) or access.can(Capability.APPROVE, None)):
+            return self.queryset.none()
+        return self.queryset.all()
+
+    def _respond(self, change: CaChange, code: int = status.HTTP_200_OK) -> Response:
+        return Response(CaChangeSerializer(self.get_queryset().get(pk=change.pk)).data, status=code)
+
+    @extend_schema(request=CaChangeRequestSerializer, responses=CaChangeSerializer)
+    def create(self, request: Request) -> Response:
+        serializer = CaChangeRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            if data["operation"] == "rotate":
-                do_rotate_ca(request)
-            else:
-                do_retire_root(request, data["id"])
-        except CaConfigurationError as exc:
-            raise Conflict(str(exc)) from None
-        return Response(ca_status())
+        root = data.get("id", "")
+        if "emergency_reason" in data:
+            change = ca_changes.do_apply_ca_change_now(request, data["operation"], root, data["emergency_reason"])
+        else:
+            change = ca_changes.do_request_ca_change(request, data["operation"], root, data["reason"])
+        return self._respond(change, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=CaChangeSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        return self._respond(ca_changes.do_approve_ca_change(request, self.get_object()))
+
+    @extend_schema(request=CaChangeRejectSerializer, responses=CaChangeSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        serializer = CaChangeRejectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reason = serializer.validated_data["reason"]
+        return self._respond(ca_changes.do_reject_ca_change(request, self.get_object(), reason))
+
+    @extend_schema(request=None, responses=CaChangeSerializer)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str | None = None) -> Response:
+        return self._respond(ca_changes.do_withdraw_ca_change(request, self.get_object()))

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,9 @@ def console() -> ConsoleLog:
     return ConsoleLog()
 
 
-def log_in(page: Page, password: str = PASSWORD) -> None:
+def log_in(page: Page, password: str = PASSWORD, username: str = ADMIN) -> None:
     """Fill in and send the login form the page is showing."""
-    page.locator("input[name=username]").fill(ADMIN)
+    page.locator("input[name=username]").fill(username)
     page.locator("input[name=password]").fill(password)
     page.get_by_role("button", name="Sign in").click()
 
@@ -254,6 +254,26 @@ def page(
     """A page in a fresh context of the logged-in admin; on failure its screenshot lands in artifacts/."""
     with _context_page(request, browser, demo, console, logged_in_state) as opened:
         yield opened
+
+
+@pytest.fixture
+def page_of(browser: Browser, demo: Demo, console: ConsoleLog) -> Iterator[Callable[[str], Page]]:
+    """``page_of(username)``: a page in a fresh context, logged in through the form as that user (whose password
+    is the suite's); the contexts close at the end of the test."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(username: str) -> Page:
+        context = _new_context(browser, demo, console, None)
+        contexts.append(context)
+        opened = context.new_page()
+        opened.goto("/login/")
+        log_in(opened, username=username)
+        expect(opened).to_have_url(re.compile(r"/graph$"))
+        return opened
+
+    yield open_as
+    for context in contexts:
+        context.close()
 
 
 @pytest.fixture

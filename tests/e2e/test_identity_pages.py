@@ -2,7 +2,8 @@
 
 `admin` reaches the Identity page from the top bar, creates a join token for `shop`/`reviews`, sees
 its secret once (and never again, in the page or the API), revokes it; sees the CA's root with its
-fingerprint, rotates the CA and sees the new root signing beside the old one, still trusted. The
+fingerprint, requests a rotation of the CA, which a second user approves in their own session, and sees
+the new root signing beside the old one, still trusted. The
 agents page shows each sidecar's certificate identity, a service page its denied callers, the graph's
 legend its mTLS and denial styles; no page logs an error.
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import ARTIFACTS, REPO, ConsoleLog
+from tests.e2e.conftest import ARTIFACTS, PASSWORD, REPO, ConsoleLog
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +132,9 @@ def test_a_join_token_is_shown_once_and_revoked(page: Page) -> None:
     expect(row.get_by_role("button", name="Revoke…")).to_have_count(0)
 
 
-def test_the_ca_rotates_and_the_new_root_signs(page: Page) -> None:
+def test_the_ca_rotates_once_a_second_person_approves_and_the_new_root_signs(
+    page: Page, page_of: Callable[[str], Page]
+) -> None:
     # `identity` is one of the prefixes Django answers with the app, so the page also loads directly.
     page.goto(f"/identity?ns={NAMESPACE}")
     ca = api(page, "/api/v1/ca/")
@@ -151,9 +155,31 @@ def test_the_ca_rotates_and_the_new_root_signs(page: Page) -> None:
     dialog = page.get_by_role("dialog", name="Rotate the CA")
     expect(dialog).to_contain_text("next config push")
     expect(dialog).to_contain_text("stays trusted until you retire it")
-    dialog.get_by_role("button", name="Rotate", exact=True).click()
+    dialog.get_by_label("Reason (optional)").fill("e2e: yearly rotation")
+    dialog.get_by_role("button", name="Request rotation").click()
     expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("ca-notice")).to_contain_text("waiting for 1 approval(s)")
+    request = page.get_by_test_id("ca-change").filter(has_text="e2e: yearly rotation")
+    expect(request).to_have_attribute("data-operation", "rotate")
+    expect(request.get_by_role("button", name="Approve")).to_have_count(0)  # never one's own
+    expect(request.get_by_role("button", name="Withdraw")).to_be_visible()
+    expect(roots).to_have_count(len(before))  # nothing changes before the approval
 
+    # A second person, who may approve in every namespace, approves it in their own session.
+    user = api_send(page, "POST", "/api/v1/users/", {"username": "ca-approver", "password": PASSWORD})
+    assert user["status"] == 201, user
+    binding = api_send(page, "POST", "/api/v1/role-bindings/", {"user": "ca-approver", "role": "approver"})
+    assert binding["status"] == 201, binding
+    reviewer = page_of("ca-approver")
+    reviewer.goto("/identity")
+    theirs = reviewer.get_by_test_id("ca-change").filter(has_text="e2e: yearly rotation")
+    expect(theirs).to_contain_text("0 of 1")
+    theirs.get_by_role("button", name="Approve").click()
+    expect(reviewer.get_by_test_id("ca-notice")).to_contain_text("approved and applied")
+    expect(theirs).to_have_count(0)
+    expect(reviewer.get_by_test_id("ca-roots").locator("tbody tr")).to_have_count(len(before) + 1)
+
+    page.reload()
     expect(roots).to_have_count(len(before) + 1)
     signing = page.get_by_test_id("ca-roots").locator('tbody tr[data-signing="true"]')
     expect(signing).to_have_count(1)
@@ -166,6 +192,7 @@ def test_the_ca_rotates_and_the_new_root_signs(page: Page) -> None:
     retire = page.get_by_role("dialog", name="Retire a root")
     expect(retire).to_contain_text("Certificates this root signed stop being trusted.")
     expect(retire).to_contain_text(old["id"])
+    expect(retire.get_by_role("button", name="Request retirement")).to_be_visible()
     retire.get_by_role("button", name="Cancel").click()
     expect(retire).to_be_hidden()
     expect(roots).to_have_count(len(before) + 1)
@@ -216,7 +243,10 @@ def test_a_version_page_follows_rollouts_live(page: Page) -> None:
 
     detail = re.compile(rf"/api/v1/config-versions/{number}/$")
     with page.expect_request(lambda request: bool(detail.search(request.url)), timeout=30_000):
-        assert api_send(page, "POST", "/api/v1/ca/", {"operation": "rotate"})["status"] == 200
+        rotated = api_send(
+            page, "POST", "/api/v1/ca-changes/", {"operation": "rotate", "emergency_reason": "e2e: a rollout to follow"}
+        )
+        assert rotated["status"] == 201, rotated
     expect(page.get_by_test_id("rollout-run")).to_contain_text(re.compile(r"mesh v\d+"))
     screenshot(page, "version-rollout-live")
 

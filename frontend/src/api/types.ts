@@ -97,7 +97,7 @@ export interface ServiceMetrics {
   denied_callers: DeniedCaller[];
 }
 
-export type { CaRoot, CaStatus, IssuedCertificate, JoinToken, JoinTokenState } from "../model/identity";
+export type { CaChange, CaRoot, CaStatus, IssuedCertificate, JoinToken, JoinTokenState } from "../model/identity";
 
 export type {
   Approval,

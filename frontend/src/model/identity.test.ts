@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import {
+  caChangeActions,
   certificateExpiry,
   EXPIRY_WARNING_MS,
   formatFingerprint,
@@ -10,6 +11,7 @@ import {
   retireBlocked,
   tokenHint,
   tokenView,
+  type CaChange,
   type CaRoot,
 } from "./identity";
 
@@ -162,5 +164,53 @@ describe("CA roots", () => {
   it("formats a fingerprint as colon-separated byte pairs", () => {
     expect(formatFingerprint("0a1bff")).toBe("0A:1B:FF");
     expect(formatFingerprint("")).toBe("");
+  });
+});
+
+describe("caChangeActions", () => {
+  const change: CaChange = {
+    id: 1,
+    operation: "rotate",
+    root_id: "",
+    new_root_id: "",
+    reason: "yearly rotation",
+    state: "pending",
+    requested_by: "alice",
+    required_approvals: 1,
+    approvals: [],
+    created_at: "2026-12-04T10:00:00Z",
+    expires_at: "2026-12-07T10:00:00Z",
+    decided_by: null,
+    decided_at: null,
+    decision_reason: "",
+    emergency_reason: "",
+  };
+  const approver = { username: "bob", admin: false, approver: true };
+
+  it("lets another approver approve or reject, and the requester withdraw", () => {
+    expect(caChangeActions(change, approver)).toEqual({ approve: true, reject: true, withdraw: false });
+    expect(caChangeActions(change, { username: "alice", admin: true, approver: true })).toEqual({
+      approve: false,
+      reject: false,
+      withdraw: true,
+    });
+  });
+
+  it("does not offer a second approval by the same person", () => {
+    const approved = { ...change, approvals: [{ approver: "bob", approved_at: "2026-12-04T11:00:00Z" }] };
+    expect(caChangeActions(approved, approver).approve).toBe(false);
+  });
+
+  it("offers nothing on a decided change, nor approval to someone who may not approve everywhere", () => {
+    expect(caChangeActions({ ...change, state: "applied" }, approver)).toEqual({
+      approve: false,
+      reject: false,
+      withdraw: false,
+    });
+    expect(caChangeActions(change, { username: "carol", admin: true, approver: false })).toEqual({
+      approve: false,
+      reject: false,
+      withdraw: true,
+    });
   });
 });

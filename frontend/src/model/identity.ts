@@ -47,6 +47,54 @@ export interface CaStatus {
   roots: CaRoot[];
 }
 
+export type CaChangeState = "pending" | "applied" | "rejected" | "withdrawn" | "expired";
+
+/** A rotation of the CA or a root's retirement: approved by someone other than its requester, applied with the
+ *  last approval (meshui/identity/ca_changes.py). */
+export interface CaChange {
+  id: number;
+  operation: "rotate" | "retire";
+  /** The root to retire ("" for a rotation). */
+  root_id: string;
+  /** The root a rotation made, once applied. */
+  new_root_id: string;
+  reason: string;
+  state: CaChangeState;
+  requested_by: string;
+  required_approvals: number;
+  approvals: { approver: string; approved_at: string }[];
+  created_at: string;
+  expires_at: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string;
+  emergency_reason: string;
+}
+
+/** Who is looking, as the CA change rules see them. */
+export interface CaViewer {
+  username: string;
+  /** Holds 'manage' in every namespace. */
+  admin: boolean;
+  /** Holds 'approve' in every namespace. */
+  approver: boolean;
+}
+
+/** What ``viewer`` may do with ``change`` (the server checks again; this decides which buttons show). */
+export function caChangeActions(
+  change: CaChange,
+  viewer: CaViewer,
+): { approve: boolean; reject: boolean; withdraw: boolean } {
+  if (change.state !== "pending") return { approve: false, reject: false, withdraw: false };
+  const own = change.requested_by === viewer.username;
+  const approved = change.approvals.some((approval) => approval.approver === viewer.username);
+  return {
+    approve: viewer.approver && !own && !approved,
+    reject: viewer.approver && !own,
+    withdraw: own || viewer.admin,
+  };
+}
+
 /** The marker every join token starts with (meshui/identity/models.py JOIN_TOKEN_PREFIX). */
 export const JOIN_TOKEN_MARKER = "meshjoin";
 /** Join tokens are usable for at most this long (the server refuses more). */

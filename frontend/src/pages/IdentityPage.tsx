@@ -1,12 +1,13 @@
 import { useId, useRef, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router";
 import { apiSend, ApiError } from "../api/client";
-import type { Agent, CaRoot, CaStatus, IssuedCertificate, JoinToken, Namespace, Page } from "../api/types";
+import type { Agent, CaChange, CaRoot, CaStatus, IssuedCertificate, JoinToken, Namespace, Page } from "../api/types";
 import { useApi, useMe, useNow, useScope, useScopeQuery } from "../components/hooks";
 import { Dialog, FieldErrors } from "../components/PolicyBits";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { formatAgo } from "../model/format";
 import {
+  caChangeActions,
   certificateExpiry,
   formatFingerprint,
   formatUntil,
@@ -15,6 +16,7 @@ import {
   retireBlocked,
   tokenHint,
   tokenView,
+  type CaViewer,
 } from "../model/identity";
 import { namespacesWith } from "../model/policy";
 
@@ -23,7 +25,7 @@ const DEFAULT_TTL = "24h";
 const CERTIFICATE_PAGE = 100;
 
 /**
- * `/identity`: workload identity. The CA's roots (global admins rotate it and retire old roots), join tokens of the
+ * `/identity`: workload identity. The CA's roots (rotations and retirements reviewed by a second person), join tokens of the
  * namespaces the user administers (the secret shown once, on creation), and the certificates the CA issued.
  */
 export function IdentityPage() {
@@ -31,7 +33,12 @@ export function IdentityPage() {
   const scope = useScope();
   const managed = namespacesWith(me.data, "manage");
   const managesSome = managed === null || managed.length > 0;
-  const globalAdmin = Boolean(me.data && (me.data.is_superuser || me.data.capabilities_everywhere.includes("manage")));
+  const everywhere = me.data?.capabilities_everywhere ?? [];
+  const viewer: CaViewer = {
+    username: me.data?.username ?? "",
+    admin: Boolean(me.data && (me.data.is_superuser || everywhere.includes("manage"))),
+    approver: Boolean(me.data && (me.data.is_superuser || everywhere.includes("approve"))),
+  };
   return (
     <div className="page identity-page">
       <div className="page-header">
@@ -41,7 +48,7 @@ export function IdentityPage() {
           {scope.namespace ? ` · ${scope.namespace}` : ""}
         </span>
       </div>
-      <CertificateAuthority globalAdmin={globalAdmin} />
+      <CertificateAuthority viewer={viewer} />
       {me.data && managesSome ? (
         <JoinTokens managed={managed} namespace={scope.namespace} />
       ) : me.data ? (
@@ -58,35 +65,64 @@ export function IdentityPage() {
 // ---------------------------------------------------------------------------------------------------------------
 // The certificate authority
 
-function CertificateAuthority({ globalAdmin }: { globalAdmin: boolean }) {
+interface CaProps {
+  viewer: CaViewer;
+}
+
+type CaDialog = { kind: "rotate" } | { kind: "retire"; root: CaRoot } | { kind: "reject"; change: CaChange } | null;
+
+function CertificateAuthority({ viewer }: CaProps) {
   const ca = useApi<CaStatus>("/api/v1/ca/", {}, 60_000);
+  const reviewer = viewer.admin || viewer.approver;
+  const changes = useApi<Page<CaChange>>(reviewer ? "/api/v1/ca-changes/" : null, {}, 15_000);
   const now = useNow(30_000);
-  // The answer to a rotate or retire is the new status: shown at once, before the next poll.
-  const [latest, setLatest] = useState<CaStatus | null>(null);
-  const [dialog, setDialog] = useState<{ kind: "rotate" } | { kind: "retire"; root: CaRoot } | null>(null);
+  const [dialog, setDialog] = useState<CaDialog>(null);
+  const [reason, setReason] = useState("");
+  const [emergency, setEmergency] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const status = latest ?? ca.data;
+  const [notice, setNotice] = useState<string | null>(null);
+  const status = ca.data;
 
-  const operate = async (body: { operation: "rotate" } | { operation: "retire"; id: string }) => {
+  const close = () => {
+    setDialog(null);
+    setReason("");
+    setEmergency(false);
+  };
+
+  const send = async (path: string, body: object, done: (change: CaChange) => string) => {
     setBusy(true);
     setError(null);
+    setNotice(null);
     try {
-      setLatest(await apiSend<CaStatus>("POST", "/api/v1/ca/", body));
-      setDialog(null);
+      const change = await apiSend<CaChange>("POST", path, body);
+      setNotice(done(change));
+      close();
       ca.reload();
+      changes.reload();
     } catch (caught) {
       setError(caught instanceof Error ? caught.message : String(caught));
-      setDialog(null);
+      close();
     } finally {
       setBusy(false);
     }
   };
 
+  const request = (body: { operation: "rotate" } | { operation: "retire"; id: string }) =>
+    void send(
+      "/api/v1/ca-changes/",
+      emergency ? { ...body, emergency_reason: reason } : { ...body, reason },
+      (change) =>
+        change.state === "applied"
+          ? `CA change #${change.id} applied without approval (emergency).`
+          : `CA change #${change.id} is waiting for ${change.required_approvals} approval(s) from someone else.`,
+    );
+
   if (ca.state === "error" && !status) return <ErrorState error={ca.error} onRetry={ca.reload} />;
   if (!status) return <Loading label="Loading the CA…" />;
   const roots = orderRoots(status.roots);
-  const canOperate = globalAdmin && !status.read_only;
+  const canOperate = viewer.admin && !status.read_only;
+  const pending = (changes.data?.results ?? []).filter((change) => change.state === "pending");
   return (
     <section aria-labelledby="ca-heading" data-testid="ca" data-read-only={status.read_only}>
       <div className="section-header">
@@ -103,12 +139,22 @@ function CertificateAuthority({ globalAdmin }: { globalAdmin: boolean }) {
           <code>MESH_CA_KEY_FILE</code>): rotate it by updating the Secret, not here.
         </p>
       ) : (
-        !globalAdmin && <p className="muted">Only admins of every namespace rotate the CA or retire its roots.</p>
+        !viewer.admin && (
+          <p className="muted">
+            Admins of every namespace request CA rotations and root retirements; approvers of every namespace approve
+            them.
+          </p>
+        )
       )}
       {error && (
         <div className="state state-error" role="alert">
           {error}
         </div>
+      )}
+      {notice && (
+        <p className="notice" role="status" data-testid="ca-notice">
+          {notice}
+        </p>
       )}
       {roots.length === 0 ? (
         <Empty title="No root yet">The CA generates its root when the control plane first issues a certificate.</Empty>
@@ -173,7 +219,27 @@ function CertificateAuthority({ globalAdmin }: { globalAdmin: boolean }) {
         </table>
       )}
 
-      <Dialog open={dialog?.kind === "rotate"} title="Rotate the CA" onClose={() => setDialog(null)}>
+      {reviewer && (
+        <CaChanges
+          changes={pending}
+          viewer={viewer}
+          busy={busy}
+          now={now}
+          onApprove={(change) =>
+            void send(`/api/v1/ca-changes/${change.id}/approve/`, {}, (done) =>
+              done.state === "applied"
+                ? `CA change #${done.id} approved and applied.`
+                : `CA change #${done.id} approved; it needs ${done.required_approvals - done.approvals.length} more.`,
+            )
+          }
+          onReject={(change) => setDialog({ kind: "reject", change })}
+          onWithdraw={(change) =>
+            void send(`/api/v1/ca-changes/${change.id}/withdraw/`, {}, (done) => `CA change #${done.id} withdrawn.`)
+          }
+        />
+      )}
+
+      <Dialog open={dialog?.kind === "rotate"} title="Rotate the CA" onClose={close}>
         <p>A new root is generated and signs every certificate from now on.</p>
         <ul>
           <li>Agents receive the new trust bundle with the next config push and re-issue their certificates.</li>
@@ -182,22 +248,23 @@ function CertificateAuthority({ globalAdmin }: { globalAdmin: boolean }) {
             have not keep working.
           </li>
         </ul>
+        <CaRequestFields reason={reason} emergency={emergency} onReason={setReason} onEmergency={setEmergency} />
         <div className="form-actions">
-          <button type="button" className="button ghost" onClick={() => setDialog(null)}>
+          <button type="button" className="button ghost" onClick={close}>
             Cancel
           </button>
           <button
             type="button"
-            className="button primary"
-            disabled={busy}
-            onClick={() => void operate({ operation: "rotate" })}
+            className={emergency ? "button danger" : "button primary"}
+            disabled={busy || (emergency && !reason.trim())}
+            onClick={() => request({ operation: "rotate" })}
           >
-            {busy ? "Rotating…" : "Rotate"}
+            {emergency ? "Rotate now" : "Request rotation"}
           </button>
         </div>
       </Dialog>
 
-      <Dialog open={dialog?.kind === "retire"} tone="danger" title="Retire a root" onClose={() => setDialog(null)}>
+      <Dialog open={dialog?.kind === "retire"} tone="danger" title="Retire a root" onClose={close}>
         {dialog?.kind === "retire" && (
           <>
             <p className="notice notice-danger">
@@ -209,23 +276,163 @@ function CertificateAuthority({ globalAdmin }: { globalAdmin: boolean }) {
               <br />
               <span className="mono fingerprint">{formatFingerprint(dialog.root.fingerprint_sha256)}</span>
             </p>
+            <CaRequestFields reason={reason} emergency={emergency} onReason={setReason} onEmergency={setEmergency} />
             <div className="form-actions">
-              <button type="button" className="button ghost" onClick={() => setDialog(null)}>
+              <button type="button" className="button ghost" onClick={close}>
                 Cancel
               </button>
               <button
                 type="button"
                 className="button danger"
-                disabled={busy}
-                onClick={() => dialog.root.id && void operate({ operation: "retire", id: dialog.root.id })}
+                disabled={busy || (emergency && !reason.trim())}
+                onClick={() => dialog.root.id && request({ operation: "retire", id: dialog.root.id })}
               >
-                {busy ? "Retiring…" : "Retire this root"}
+                {emergency ? "Retire now" : "Request retirement"}
               </button>
             </div>
           </>
         )}
       </Dialog>
+
+      <Dialog open={dialog?.kind === "reject"} title="Reject a CA change" onClose={close}>
+        {dialog?.kind === "reject" && (
+          <form
+            onSubmit={(event: FormEvent) => {
+              event.preventDefault();
+              void send(
+                `/api/v1/ca-changes/${dialog.change.id}/reject/`,
+                { reason },
+                (done) => `CA change #${done.id} rejected.`,
+              );
+            }}
+          >
+            <label className="field">
+              <span>Why (the requester sees this)</span>
+              <textarea name="reason" value={reason} onChange={(event) => setReason(event.target.value)} required />
+            </label>
+            <div className="form-actions">
+              <button type="button" className="button ghost" onClick={close}>
+                Cancel
+              </button>
+              <button type="submit" className="button danger" disabled={busy || !reason.trim()}>
+                Reject
+              </button>
+            </div>
+          </form>
+        )}
+      </Dialog>
     </section>
+  );
+}
+
+function CaRequestFields({
+  reason,
+  emergency,
+  onReason,
+  onEmergency,
+}: {
+  reason: string;
+  emergency: boolean;
+  onReason: (value: string) => void;
+  onEmergency: (value: boolean) => void;
+}) {
+  const id = useId();
+  return (
+    <>
+      <p className="muted">
+        Someone else who may approve in every namespace approves it; it is applied with the last approval.
+      </p>
+      <label className="field" htmlFor={`${id}-reason`}>
+        <span>{emergency ? "Why it cannot wait for approval (audited)" : "Reason (optional)"}</span>
+        <textarea id={`${id}-reason`} name="reason" value={reason} onChange={(event) => onReason(event.target.value)} />
+      </label>
+      <label className="checkbox">
+        <input type="checkbox" checked={emergency} onChange={(event) => onEmergency(event.target.checked)} /> Apply now,
+        without approval (emergency)
+      </label>
+    </>
+  );
+}
+
+function CaChanges({
+  changes,
+  viewer,
+  busy,
+  now,
+  onApprove,
+  onReject,
+  onWithdraw,
+}: {
+  changes: CaChange[];
+  viewer: CaViewer;
+  busy: boolean;
+  now: Date;
+  onApprove: (change: CaChange) => void;
+  onReject: (change: CaChange) => void;
+  onWithdraw: (change: CaChange) => void;
+}) {
+  return (
+    <div data-testid="ca-changes">
+      <h3>Changes awaiting approval</h3>
+      {changes.length === 0 ? (
+        <p className="muted">None.</p>
+      ) : (
+        <table className="table">
+          <thead>
+            <tr>
+              <th scope="col">Change</th>
+              <th scope="col">Requested by</th>
+              <th scope="col">Approvals</th>
+              <th scope="col">Expires</th>
+              <th scope="col">Action</th>
+            </tr>
+          </thead>
+          <tbody>
+            {changes.map((change) => {
+              const allowed = caChangeActions(change, viewer);
+              return (
+                <tr key={change.id} data-testid="ca-change" data-change={change.id} data-operation={change.operation}>
+                  <td>
+                    #{change.id} {change.operation === "rotate" ? "rotate the CA" : `retire root ${change.root_id}`}
+                    {change.reason && <div className="muted">{change.reason}</div>}
+                  </td>
+                  <td>{change.requested_by}</td>
+                  <td>
+                    {change.approvals.length} of {change.required_approvals}
+                    {change.approvals.length > 0 && (
+                      <div className="muted">{change.approvals.map((approval) => approval.approver).join(", ")}</div>
+                    )}
+                  </td>
+                  <td title={change.expires_at}>{formatUntil(change.expires_at, now)}</td>
+                  <td className="actions">
+                    {allowed.approve && (
+                      <button
+                        type="button"
+                        className="button primary"
+                        disabled={busy}
+                        onClick={() => onApprove(change)}
+                      >
+                        Approve
+                      </button>
+                    )}
+                    {allowed.reject && (
+                      <button type="button" className="button" disabled={busy} onClick={() => onReject(change)}>
+                        Reject…
+                      </button>
+                    )}
+                    {allowed.withdraw && (
+                      <button type="button" className="button ghost" disabled={busy} onClick={() => onWithdraw(change)}>
+                        Withdraw
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
 

@@ -1,0 +1,190 @@
+"""Reviewed changes to the mesh's CA: a rotation or a root's retirement is requested, approved by someone else,
+and applied with the last approval; each step audited.
+
+The CA is every namespace's, so a change needs as many approvals as the strictest namespace's rule asks of a
+policy change, from people who hold the 'approve' permission in all namespaces; its requester never counts.
+Admins may apply a change at once with a written reason, which the audit log and the API flag as an emergency.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import cast
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+
+from meshui.accounts.models import namespace_access
+from meshui.accounts.roles import Capability
+from meshui.api.errors import Conflict, NamespacePermissionDenied
+from meshui.audit.actions import do_record_change
+from meshui.audit.models import AuditAction
+from meshui.catalog.models import Namespace
+from meshui.identity.actions import do_retire_root, do_rotate_ca
+from meshui.identity.issuance import ca_store
+from meshui.identity.models import CaChange, CaChangeApproval, CaChangeState, CaOperation
+from meshui.identity.store import CaConfigurationError
+from meshui.policy.models import ApprovalRule
+
+
+def required_approvals() -> int:
+    """What the strictest namespace asks of a change: the highest rule, or the default of namespaces without one."""
+    asked = [ApprovalRule.objects.aggregate(most=Max("required_approvals"))["most"] or 0]
+    if not asked[0] or Namespace.objects.filter(approval_rule__isnull=True).exists():
+        asked.append(int(settings.MESH_DEFAULT_REQUIRED_APPROVALS))
+    return max(1, *asked)
+
+
+def _actor(request: Request) -> User:
+    return cast(User, request.user)
+
+
+def _audit(request: Request | None, action: AuditAction, change: CaChange) -> None:
+    do_record_change(request, action, change, namespace_id=None, after={"state": change.state})
+
+
+def _check_applicable(operation: str, authority_id: str) -> None:
+    """Refuse what the CA would refuse now, rather than at the last approval."""
+    store = ca_store()
+    if store.read_only:
+        raise Conflict("The CA comes from a mounted Secret: rotate it by updating the Secret.")
+    if operation == CaOperation.RETIRE:
+        known = [root_id for root_id, _ in store.bundle_entries(timezone.now())]
+        if authority_id not in known:
+            raise ValidationError({"id": [f"No root {authority_id!r} is in the bundle."]})
+        if authority_id == known[0]:
+            raise ValidationError({"id": ["The signing root cannot be retired: rotate first."]})
+
+
+def _apply(request: Request | None, change: CaChange) -> None:
+    """Carry the change out (inside the caller's transaction, with the change locked) and mark it applied."""
+    try:
+        if change.operation == CaOperation.ROTATE:
+            change.created_authority_id = do_rotate_ca(request)
+        else:
+            do_retire_root(request, change.authority_id)
+    except CaConfigurationError as exc:
+        raise Conflict(str(exc)) from None
+    change.state = CaChangeState.APPLIED
+    change.decided_at = timezone.now()
+    change.save(update_fields=["state", "decided_at", "created_authority_id"])
+
+
+def do_request_ca_change(request: Request, operation: str, authority_id: str, reason: str) -> CaChange:
+    """Open a change for review (pending until approved, rejected, withdrawn or expired)."""
+    if not namespace_access(request.user).can(Capability.MANAGE, None):
+        raise NamespacePermissionDenied("Changing the CA needs the 'manage' permission in all namespaces.", None)
+    _check_applicable(operation, authority_id)
+    with transaction.atomic():
+        change = CaChange.objects.create(
+            operation=operation,
+            authority_id=authority_id,
+            reason=reason,
+            requested_by=_actor(request),
+            required_approvals=required_approvals(),
+            expires_at=timezone.now() + timedelta(hours=settings.MESH_CHANGE_REQUEST_TTL_HOURS),
+        )
+        _audit(request, AuditAction.SUBMIT, change)
+    return change
+
+
+def do_apply_ca_change_now(request: Request, operation: str, authority_id: str, emergency_reason: str) -> CaChange:
+    """An admin's change without review: applied at once, its reason recorded and flagged."""
+    if not namespace_access(request.user).can(Capability.MANAGE, None):
+        raise NamespacePermissionDenied("Changing the CA needs the 'manage' permission in all namespaces.", None)
+    _check_applicable(operation, authority_id)
+    with transaction.atomic():
+        change = CaChange.objects.create(
+            operation=operation,
+            authority_id=authority_id,
+            reason=emergency_reason,
+            requested_by=_actor(request),
+            required_approvals=0,
+            expires_at=timezone.now(),
+            emergency_reason=emergency_reason,
+            decided_by=_actor(request),
+        )
+        _apply(request, change)
+        _audit(request, AuditAction.EMERGENCY_APPLY, change)
+    return change
+
+
+def _locked(change: CaChange) -> CaChange:
+    return CaChange.objects.select_for_update().get(pk=change.pk)
+
+
+def _settle_expiry(change: CaChange) -> None:
+    """Record a due expiry in a transaction of its own: the refusal that follows must not roll it back."""
+    if change.is_expired(timezone.now()):
+        with transaction.atomic():
+            locked = _locked(change)
+            if locked.is_expired(timezone.now()):
+                locked.state = CaChangeState.EXPIRED
+                locked.save(update_fields=["state"])
+                _audit(None, AuditAction.EXPIRE, locked)
+
+
+def _require_pending(change: CaChange, doing: str) -> None:
+    if change.state != CaChangeState.PENDING:
+        raise Conflict(f"CA change #{change.pk} is {change.state}; it cannot {doing}.")
+
+
+def _require_global_approver(request: Request, doing: str) -> None:
+    if not namespace_access(request.user).can(Capability.APPROVE, None):
+        raise NamespacePermissionDenied(f"You need the 'approve' permission in all namespaces to {doing}.", None)
+
+
+def do_approve_ca_change(request: Request, change: CaChange) -> CaChange:
+    _require_global_approver(request, "approve a CA change")
+    if change.requested_by_id == request.user.pk:
+        raise NamespacePermissionDenied("You cannot approve your own CA change.", None)
+    _settle_expiry(change)
+    with transaction.atomic():
+        change = _locked(change)
+        _require_pending(change, "be approved")
+        _, created = CaChangeApproval.objects.get_or_create(change=change, approver=_actor(request))
+        if not created:
+            raise Conflict("You already approved this CA change.")
+        _audit(request, AuditAction.APPROVE, change)
+        if change.approvals.count() >= change.required_approvals:
+            change.decided_by = _actor(request)
+            _apply(request, change)
+            _audit(request, AuditAction.APPLY, change)
+    return change
+
+
+def do_reject_ca_change(request: Request, change: CaChange, reason: str) -> CaChange:
+    _require_global_approver(request, "reject a CA change")
+    if change.requested_by_id == request.user.pk:
+        raise NamespacePermissionDenied("Withdraw your own CA change instead of rejecting it.", None)
+    _settle_expiry(change)
+    with transaction.atomic():
+        change = _locked(change)
+        _require_pending(change, "be rejected")
+        change.state = CaChangeState.REJECTED
+        change.decided_by = _actor(request)
+        change.decided_at = timezone.now()
+        change.decision_reason = reason
+        change.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
+        _audit(request, AuditAction.REJECT, change)
+    return change
+
+
+def do_withdraw_ca_change(request: Request, change: CaChange) -> CaChange:
+    if change.requested_by_id != request.user.pk and not namespace_access(request.user).can(Capability.MANAGE, None):
+        raise NamespacePermissionDenied("Only the requester (or an admin of all namespaces) withdraws it.", None)
+    _settle_expiry(change)
+    with transaction.atomic():
+        change = _locked(change)
+        _require_pending(change, "be withdrawn")
+        change.state = CaChangeState.WITHDRAWN
+        change.decided_by = _actor(request)
+        change.decided_at = timezone.now()
+        change.save(update_fields=["state", "decided_by", "decided_at"])
+        _audit(request, AuditAction.WITHDRAW, change)
+    return change
