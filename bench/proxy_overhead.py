@@ -184,7 +184,9 @@ class MtlsControlPlane:
         from tests.proxyagent.mesh_harness import LoopThread
 
         self.loop = LoopThread()
-        self.control = FakeControlPlane()
+        # Heartbeats as the real control plane asks for them (MESH_HEARTBEAT_INTERVAL_SECONDS): the tests' tenth of
+        # a second would put ten gRPC calls a second on these sidecars' loops that the plaintext pair never makes.
+        self.control = FakeControlPlane(heartbeat_interval_ms=5000)
         self.loop.run(self.control.start())
         self.bundle_file = tmp / "trust-bundle.pem"
         self.bundle_file.write_bytes(self.control.ca.bundle_pem)

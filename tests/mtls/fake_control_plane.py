@@ -149,6 +149,8 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
     # Where a service's endpoints are announced, when not where its agents registered: (address, port).
     address_overrides: dict[str, tuple[str, int]] = field(default_factory=dict)
     issuing: bool = True  # False: IssueCertificate answers UNAVAILABLE
+    # What Register tells agents; short, so tests see a change within a tenth of a second.
+    heartbeat_interval_ms: int = 100
     version: int = 1
     agents: dict[str, Registered] = field(default_factory=dict)
     # (credential, SPIFFE id, serial) of every certificate issued.
@@ -271,7 +273,7 @@ class FakeControlPlane(control_pb2_grpc.MeshControlServicer, trace_service_pb2_g
         self.agents[request.agent_id] = Registered(request, identity)
         self.bump()
         return control_pb2.RegisterResponse(
-            agent_id=request.agent_id, snapshot=self.snapshot(), heartbeat_interval_ms=100
+            agent_id=request.agent_id, snapshot=self.snapshot(), heartbeat_interval_ms=self.heartbeat_interval_ms
         )
 
     async def Heartbeat(  # noqa: N802
