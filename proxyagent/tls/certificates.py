@@ -178,12 +178,29 @@ class WorkloadCertificates:
             else:
                 backoff = self._backoff_initial_s
 
-    def _join_with(self, request: control_pb2.IssueCertificateRequest) -> str:
-        """Put the joining credential on ``request`` and name it: the join token, else the Kubernetes token."""
+    def _credentials(self, renewing: bool) -> list[str]:
+        """What may prove this agent's identity, in the order tried: its certificate (to renew), the join token,
+        the Kubernetes token. A join token is the operator's explicit choice, but it expires: past a refusal, the
+        service-account token the kubelet keeps fresh still gets the agent in."""
+        credentials = ["renewal"] if renewing else []
         if self._join_token:
-            request.join_token = self._join_token
-            return "join_token"
+            credentials.append("join_token")
         if self._kubernetes_token is not None:
+            credentials.append("kubernetes_token")
+        return credentials
+
+    def _request(
+        self, credential: str, csr: bytes, current: WorkloadCertificate | None
+    ) -> control_pb2.IssueCertificateRequest:
+        request = control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr)
+        if credential == "renewal":
+            assert current is not None
+            request.current_certificate_chain_pem = current.chain_pem
+            request.proof_of_possession = proof_of_possession(current.key, csr)
+        elif credential == "join_token":
+            request.join_token = self._join_token
+        else:
+            assert self._kubernetes_token is not None
             try:
                 token = self._kubernetes_token().strip()
             except OSError as exc:
@@ -191,33 +208,33 @@ class WorkloadCertificates:
             if not token:
                 raise CertificateError("the Kubernetes service-account token file is empty")
             request.kubernetes_token = token
-            return "kubernetes_token"
-        raise CertificateError("the certificate expired and there is no join token to join the mesh again")
+        return request
 
     async def issue_once(self, issue: IssueCall) -> WorkloadCertificate:
-        """One request for a new certificate with a new key; raises ``AioRpcError`` or ``CertificateError``."""
+        """One request for a new certificate with a new key, each credential in turn while the control plane
+        refuses the one before; raises ``AioRpcError`` or ``CertificateError``."""
         key = new_key()
         csr = make_csr(key, self.spiffe_id)
         current = self.current
         now = self._clock()
-        request = control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr)
         renewing = current is not None and current.not_before <= now < current.not_after
-        credential = "renewal"
-        if renewing:
-            assert current is not None
-            request.current_certificate_chain_pem = current.chain_pem
-            request.proof_of_possession = proof_of_possession(current.key, csr)
-        else:
-            credential = self._join_with(request)
-        try:
-            reply = await issue(request)
-        except grpc.aio.AioRpcError as exc:
-            if not (renewing and exc.code() in _REFUSED and (self._join_token or self._kubernetes_token)):
-                raise
-            logger.warning("the control plane refused the renewal (%s); joining again", exc.details())
-            request = control_pb2.IssueCertificateRequest(agent_id=self.agent_id, csr_pem=csr)
-            credential = self._join_with(request)
-            reply = await issue(request)
+        credentials = self._credentials(renewing)
+        if not credentials:
+            raise CertificateError("the certificate expired and there is no join token to join the mesh again")
+        for index, credential in enumerate(credentials):
+            try:
+                reply = await issue(self._request(credential, csr, current))
+                break
+            except grpc.aio.AioRpcError as exc:
+                following = credentials[index + 1 : index + 2]
+                if exc.code() not in _REFUSED or not following:
+                    raise
+                logger.warning(
+                    "the control plane refused the %s (%s); trying the %s",
+                    credential.replace("_", " "),
+                    exc.details(),
+                    following[0].replace("_", " "),
+                )
         issued = WorkloadCertificate.build(key, reply.certificate_chain_pem, reply.trust_bundle_pem, self.spiffe_id)
         self._reissue = False
         self._install(issued)

@@ -75,6 +75,23 @@ def test_an_agent_joins_with_its_service_account_token_read_from_the_file_at_eac
     assert _metric(reviews, "mesh_certificates_issued_total", credential="kubernetes_token") == 1
 
 
+def test_a_refused_join_token_gives_way_to_the_service_account_token(cluster: MtlsMesh, tmp_path: Path) -> None:
+    control = cluster.control
+    assert isinstance(control, ClusterControlPlane)
+    control.service_account_tokens["projected-token"] = ("shop", "reviews")
+    token_file = tmp_path / "token"
+    token_file.write_text("projected-token\n")
+    # A join token the control plane no longer knows (expired, or revoked), beside the pod's service-account token.
+    reviews = cluster.agent(
+        "reviews", cluster.app.port, join_token="meshjoin_expired", kubernetes_token_file=str(token_file)
+    )
+
+    until(reviews.ready, "the agent joined with its service-account token")
+    assert control.tokens_seen == ["projected-token"]
+    assert [(credential, spiffe_id) for credential, spiffe_id, _ in control.issued] == [("kubernetes_token", REVIEWS)]
+    assert _metric(reviews, "mesh_certificate_failures_total") == 0  # one try, two credentials
+
+
 def test_mutual_tls_needs_a_token_of_either_kind() -> None:
     base: dict[str, Any] = {
         "service": "reviews",
