@@ -397,6 +397,9 @@ typedef struct {
     /* Exchanges the bridge holds waiting for a connection (coalesced connects): while any wait, a
      * released connection is offered to the bridge before it goes idle. */
     Py_ssize_t waiters;
+    /* An inbound relay: the upstream is the local app, whose response must not speak for the mesh
+     * (x-mesh-error and x-mesh-policy are dropped from it, and never read as a denial). */
+    int inbound;
     /* Spans, encoded here as ScopeSpans.spans entries and taken in batches by the exporter. */
     PyObject *exporter;    /* telemetry.SpanExporter, or None: no spans */
     PyObject *blocks;      /* (edge, method, status, mesh error) -> (span name, attribute block) */
@@ -498,6 +501,11 @@ static void report(const char *where) {
     PyObject *context = PyUnicode_FromString(where);
     PyErr_WriteUnraisable(context);
     Py_XDECREF(context);
+}
+
+/* The headers with which the mesh answers for itself (mesh_errors.py): an app's own are not passed on. */
+static int is_mesh_marker(const char *name, Py_ssize_t n) {
+    return (n == 12 && lower_eq(name, 12, "x-mesh-error")) || (n == 13 && lower_eq(name, 13, "x-mesh-policy"));
 }
 
 static int call_method1(PyObject *obj, PyObject *name, PyObject *arg) {
@@ -969,8 +977,8 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
             chunked = 1;
             break;
         default:
-            if (status == 403 && fields[k].name_len == 12 && lower_eq(p + fields[k].name, 12, "x-mesh-error") &&
-                lower_eq(v, vn, "denied"))
+            if (!c->relay->inbound && status == 403 && fields[k].name_len == 12 &&
+                lower_eq(p + fields[k].name, 12, "x-mesh-error") && lower_eq(v, vn, "denied"))
                 denied = 1;
             break;
         }
@@ -1000,6 +1008,7 @@ static int response_head(Client *c, const char *p, Py_ssize_t head_len, const ch
             kind == H_HOP_BY_HOP || kind == H_PROXY_CONNECTION)
             continue;
         if (tokens.n && named_by(&tokens, p + fields[k].name, fields[k].name_len)) continue;
+        if (c->relay->inbound && is_mesh_marker(p + fields[k].name, fields[k].name_len)) continue;
         if (buf_add(out, p + fields[k].name, fields[k].name_len) < 0 || BUF_LIT(out, ": ") < 0 ||
             buf_add(out, p + fields[k].value, fields[k].value_len) < 0 || BUF_LIT(out, "\r\n") < 0)
             return -2;
@@ -2124,8 +2133,22 @@ static int Relay_set_waiters(Relay *r, PyObject *value, void *unused) {
     return 0;
 }
 
+static PyObject *Relay_get_inbound(Relay *r, void *unused) { return PyBool_FromLong(r->inbound); }
+
+static int Relay_set_inbound(Relay *r, PyObject *value, void *unused) {
+    int yes = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (yes < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "inbound is a bool");
+        return -1;
+    }
+    r->inbound = yes;
+    return 0;
+}
+
 static PyGetSetDef Relay_getset[] = {
     {"spans_dropped", (getter)Relay_get_spans_dropped, NULL, "spans dropped because the queue was full", NULL},
+    {"inbound", (getter)Relay_get_inbound, (setter)Relay_set_inbound,
+     "whether the upstream is the local app, whose x-mesh-error and x-mesh-policy are dropped", NULL},
     {"waiters", (getter)Relay_get_waiters, (setter)Relay_set_waiters,
      "exchanges the bridge holds waiting for a connection: released connections are offered to it first", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxyagent.http.headers import (
+    INBOUND_RESPONSE_NOT_FORWARDED,
+    MESH_MARKERS,
     NOT_FORWARDED,
     REQUEST_NOT_FORWARDED,
     Headers,
@@ -414,7 +416,9 @@ class Exchange:
             # An interim response (100 Continue, 103 Early Hints): skip it and its end.
             self._interim = True
             return
-        fields, parts = index_and_serialize(self._r_headers, RESPONSE_FIELDS, NOT_FORWARDED)
+        inbound = self._proxy.direction == "inbound"
+        dropped = INBOUND_RESPONSE_NOT_FORWARDED if inbound else NOT_FORWARDED
+        fields, parts = index_and_serialize(self._r_headers, RESPONSE_FIELDS, dropped)
         try:
             chunked, length = framing(fields)
         except MeshError as exc:
@@ -431,7 +435,9 @@ class Exchange:
                 # Switching protocols is the client's choice (RFC 9110 15.2.2), never the upstream's alone.
                 self._broken = "upstream switched protocols without an upgrade request"
                 raise MeshError(MeshErrorCode.UPSTREAM_RESET, self._broken)
-            headers = end_to_end(self._r_headers, connection, keep=_UPGRADE_HEADERS)
+            headers = end_to_end(
+                self._r_headers, connection, keep=_UPGRADE_HEADERS, drop=MESH_MARKERS if inbound else frozenset()
+            )
             self._down_buf.append(serialize(b"HTTP/1.1 101 " + self._r_reason, headers))
             self.answered = True
             self._response_done = True
@@ -452,8 +458,8 @@ class Exchange:
             and not request.upgrade
             and (not has_body or rechunk or length is not None)
         )
-        if not connection_names_only(connection, NOT_FORWARDED):
-            parts = header_lines(end_to_end(self._r_headers, connection))
+        if not connection_names_only(connection, dropped):
+            parts = header_lines(end_to_end(self._r_headers, connection, drop=MESH_MARKERS if inbound else frozenset()))
         version = b"HTTP/1.1" if client_http11 else b"HTTP/1.0"
         parts.insert(0, b"%b %d %b\r\n" % (version, status, self._r_reason))
         parts.append(self._proxy.via_header)

@@ -31,6 +31,10 @@ NOT_FORWARDED = HOP_BY_HOP | FRAMING
 PROXY_WRITTEN = frozenset({b"traceparent", b"expect", b"x-mesh-hops"})
 # What no forwarded request carries from its client, whichever way it goes.
 REQUEST_NOT_FORWARDED = NOT_FORWARDED | PROXY_WRITTEN
+# The headers with which the mesh answers for itself (mesh_errors.py). An app's own never pass an inbound
+# sidecar: a caller's sidecar reads them as the mesh's word (a 403 "denied" is counted as a denial).
+MESH_MARKERS = frozenset({b"x-mesh-error", b"x-mesh-policy"})
+INBOUND_RESPONSE_NOT_FORWARDED = NOT_FORWARDED | MESH_MARKERS
 
 
 def index_and_serialize(

@@ -73,6 +73,7 @@ class NativeRelay:
             SPAN_BATCH,
             SPAN_QUEUE,
         )
+        self.relay.inbound = proxy.direction == "inbound"
         if spans is not None:
             spans.exporter.add_source(self.relay.take_spans)
         # Connects in flight, kept so their tasks are not garbage collected while they run.

@@ -8,7 +8,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,9 +34,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", extra: Sequence[str] = ()
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for header in extra:  # "name: value"
+            name, _, value = header.partition(":")
+            self.send_header(name.strip(), value.strip())
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -60,7 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/slow":
             time.sleep(float(query.get("s", "1")))
         if url.path == "/status":
-            self._send(int(query["code"]), b'{"app": "error"}')
+            # /status?code=403&h=x-mesh-error:denied: that status, with each ``h`` as a response header.
+            self._send(int(query["code"]), b'{"app": "error"}', extra=parse_qs(url.query).get("h", []))
             return
         if url.path == "/chunked":
             self.send_response(200)

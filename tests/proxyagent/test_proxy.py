@@ -248,6 +248,21 @@ def test_golden_metrics_are_counted_on_both_sides(two_hops: TwoHops) -> None:
     assert _metric(two_hops.web, "mesh_requests_in_flight", direction="outbound") == 0
 
 
+def test_an_app_cannot_speak_for_the_mesh_through_its_own_response_headers(two_hops: TwoHops) -> None:
+    # An app answering as if it were the mesh refusing the call: its callers' sidecars must not count a denial.
+    forged = "/status?code=403&h=x-mesh-error:denied&h=X-Mesh-Policy:shop/forged&h=x-app:kept"
+    status, headers, _ = two_hops.get(forged)
+    assert status == 403
+    assert "x-mesh-error" not in headers
+    assert "x-mesh-policy" not in headers
+    assert headers["x-app"] == "kept"
+    assert _metric(two_hops.web, "mesh_requests_total", direction="outbound", status_class="4xx") == 1
+    assert _metric(two_hops.web, "mesh_requests_denied_total") == 0
+    # The mesh's own answers keep theirs.
+    _, headers, _ = two_hops.get("/", host="nowhere")
+    assert headers["x-mesh-error"] == "no_route"
+
+
 def test_a_request_the_client_leaves_mid_response_is_still_counted(two_hops: TwoHops) -> None:
     with socket.create_connection(("127.0.0.1", two_hops.web.ports["outbound"]), timeout=10) as sock:
         sock.sendall(b"GET /big?bytes=50000000 HTTP/1.1\r\nHost: reviews\r\n\r\n")
