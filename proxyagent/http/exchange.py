@@ -683,7 +683,10 @@ class Exchange:
         target = self._target
         assert target is not None
         try:
-            conn = await self._proxy.pool.connect(target.host, target.port, target.identity)
+            # An upgrade takes a connection of its own (the tunnel keeps it), as it never takes an idle one.
+            conn = await self._proxy.pool.connect(
+                target.host, target.port, target.identity, reuse=not self.head.upgrade
+            )
         except MeshError as exc:
             self._connecting = None
             self.fail(exc)

@@ -21,6 +21,7 @@ from proxyagent.http.downstream import DownstreamConnection
 from proxyagent.http.headers import header_lines
 from proxyagent.http.heads import REQUEST_FIELDS
 from proxyagent.http.proxy import HttpProxy, Target
+from proxyagent.http.upstream import TLS_CONNECTS_PER_ENDPOINT
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.routers import SOURCE_WORKLOAD_HEADER
 
@@ -40,11 +41,6 @@ assert _NATIVE_DROPPABLE <= REQUEST_FIELDS
 # Spans the relay encodes before it wakes the exporter, and holds at most (then drops and counts).
 SPAN_BATCH = 512
 SPAN_QUEUE = 8192
-# Mutual-TLS connects in flight to one endpoint, at most. A handshake costs both sidecars about 0.7 ms of CPU,
-# some 50 requests' worth: when a burst finds the pool empty (a cold start, say), opening a connection per
-# waiting request makes every request wait for every handshake, the wait draws more requests in, and they
-# open more connections. Beyond this many, an exchange waits for the first connection released or opened.
-TLS_CONNECTS_PER_ENDPOINT = 4
 
 # What the relay reads of a route: (target, origin-form path, pool key, host, port, timeout in
 # seconds, header lines the route adds, whether x-mesh-source-workload is dropped).

@@ -363,7 +363,8 @@ class PolicyRequest:
         exchange = self._exchange
         breaker = self._breaker
         try:
-            conn = await exchange._proxy.pool.connect(target.host, target.port, target.identity)
+            # Its own connection, never one another exchange releases: the breaker counted this one as opening.
+            conn = await exchange._proxy.pool.connect(target.host, target.port, target.identity, reuse=False)
         except MeshError as exc:
             breaker.connection_closed()
             self._connect_failed(attempt, exc)

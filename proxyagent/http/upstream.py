@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
@@ -19,6 +20,12 @@ from proxyagent.tls.spiffe import peer_id
 logger = logging.getLogger(__name__)
 
 _MAX_IDLE_PER_HOST = 64
+# Mutual-TLS connects in flight to one endpoint, at most. A handshake costs both sidecars about 0.7 ms of CPU,
+# some 50 requests' worth: when a burst finds the pool empty (a cold start, say), opening a connection per
+# waiting request makes every request wait for every handshake, the wait draws more requests in, and they
+# open more connections. Beyond this many, an exchange waits for the first connection released or opened.
+# (The native relay's bridge applies the same limit to its own pool.)
+TLS_CONNECTS_PER_ENDPOINT = 4
 
 
 class UpstreamListener(Protocol):
@@ -183,6 +190,11 @@ class ConnectionPool:
         self.connect_timeout_s = connect_timeout_s
         self.tls = tls
         self.metrics = metrics
+        # Mutual TLS only (TLS_CONNECTS_PER_ENDPOINT): connects in flight, and exchanges waiting, per key. A
+        # waiter's future gets a released connection (if it takes a used one), None (a connect slot is free),
+        # or the failure of the connect it waited behind.
+        self._connects: dict[PoolKey, int] = {}
+        self._waiting: dict[PoolKey, deque[tuple[asyncio.Future[UpstreamConnection | None], bool]]] = {}
 
     def take_idle(self, host: str, port: int, identity: str = "") -> UpstreamConnection | None:
         idle = self._idle.get((host, port, identity))
@@ -193,9 +205,86 @@ class ConnectionPool:
                 return conn
         return None
 
-    async def connect(self, host: str, port: int, identity: str = "") -> UpstreamConnection:
+    async def connect(self, host: str, port: int, identity: str = "", *, reuse: bool = True) -> UpstreamConnection:
+        """A connection for one exchange that found none idle: a new one, or, with mutual TLS while enough
+        connects to the endpoint are in flight, the first connection released (when ``reuse``) or opened."""
         key = (host, port, identity)
-        return await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
+        if self.tls is None:
+            return await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
+        while self._connects.get(key, 0) >= TLS_CONNECTS_PER_ENDPOINT:
+            conn = await self._wait_turn(key, reuse)
+            if conn is not None:
+                return conn
+        self._connects[key] = self._connects.get(key, 0) + 1
+        try:
+            conn = await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
+        except MeshError as exc:
+            self._connect_ended(key, exc)
+            raise
+        except BaseException:
+            self._connect_ended(key, None)
+            raise
+        self._connect_ended(key, None)
+        return conn
+
+    @property
+    def waiting(self) -> int:
+        """Exchanges waiting for a connection (a burst behind the connects in flight)."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    async def _wait_turn(self, key: PoolKey, reuse: bool) -> UpstreamConnection | None:
+        waiter: asyncio.Future[UpstreamConnection | None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.setdefault(key, deque())
+        entry = (waiter, reuse)
+        queue.append(entry)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # The exchange ended (its timeout, its client left) just as a connection was handed to it: keep it.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()
+                if handed is not None:
+                    self.release(handed)
+                else:
+                    self._pass_turn(key)
+            raise
+        finally:
+            if entry in queue:
+                queue.remove(entry)
+            if not queue:
+                self._waiting.pop(key, None)
+
+    def _connect_ended(self, key: PoolKey, failure: MeshError | None) -> None:
+        left = self._connects.get(key, 1) - 1
+        if left:
+            self._connects[key] = left
+        else:
+            self._connects.pop(key, None)
+        queue = self._waiting.get(key)
+        if not queue:
+            return
+        if failure is not None:
+            # The endpoint refused one connect: those waiting behind it would each wait for the same answer.
+            for waiter, _ in queue:
+                if not waiter.done():
+                    waiter.set_exception(MeshError(failure.code, failure.detail))
+            return
+        self._pass_turn(key)
+
+    def _pass_turn(self, key: PoolKey) -> None:
+        """A connect slot is free: the first exchange still waiting opens the next connection."""
+        for waiter, _ in self._waiting.get(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _hand_over(self, conn: UpstreamConnection) -> bool:
+        for waiter, reuse in self._waiting.get(conn.address, ()):
+            if reuse and not waiter.done():
+                conn.reused = True
+                waiter.set_result(conn)
+                return True
+        return False
 
     async def open(self, factory: Callable[[], P], host: str, port: int, identity: str = "") -> P:
         """A new connection as this pool makes them (TLS or not), served by ``factory``'s protocol."""
@@ -211,8 +300,11 @@ class ConnectionPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.listener = None
+        alive = not (conn.closed or conn.transport is None or conn.transport.is_closing())
+        if alive and conn.address in self._waiting and self._hand_over(conn):
+            return
         idle = self._idle.setdefault(conn.address, [])
-        if conn.closed or conn.transport is None or conn.transport.is_closing() or len(idle) >= _MAX_IDLE_PER_HOST:
+        if not alive or len(idle) >= _MAX_IDLE_PER_HOST:
             conn.close()
         else:
             idle.append(conn)

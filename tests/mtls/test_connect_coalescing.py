@@ -11,10 +11,13 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from proxyagent.agent import Agent
-from proxyagent.http.native_relay import TLS_CONNECTS_PER_ENDPOINT
+from proxyagent.http import native_relay
+from proxyagent.http.upstream import TLS_CONNECTS_PER_ENDPOINT
 from tests.mtls.conftest import TwoSidecars
-from tests.proxyagent.mesh_harness import request
+from tests.proxyagent.mesh_harness import DATA_PATH_ENV, request
 from tests.waiting import until
 
 BURST = TLS_CONNECTS_PER_ENDPOINT + 6
@@ -71,11 +74,22 @@ def silent_listener() -> Iterator[SilentListener]:
         listener.close()
 
 
+@pytest.fixture(params=["native", "python"])
+def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which path serves the agents' plain requests: each keeps its own pool, and coalesces its own connects."""
+    path: str = request.param
+    if path == "native" and not native_relay.AVAILABLE:
+        pytest.skip("the native relay is not built here")
+    monkeypatch.setenv(DATA_PATH_ENV, path)
+    return path
+
+
 def _waiters(agent: Agent) -> int:
-    return sum(relay.relay.waiters for relay in agent._relays)
+    """Exchanges waiting for a connection, on whichever path serves them."""
+    return sum(relay.relay.waiters for relay in agent._relays) + agent.outbound.pool.waiting
 
 
-def test_a_burst_waits_for_a_few_handshakes_and_shares_their_failure(two_sidecars: TwoSidecars) -> None:
+def test_a_burst_waits_for_a_few_handshakes_and_shares_their_failure(data_path: str, two_sidecars: TwoSidecars) -> None:
     env, web = two_sidecars.env, two_sidecars.web
     with silent_listener() as listener, ThreadPoolExecutor(BURST) as pool:
         env.control.address_overrides["reviews"] = ("127.0.0.1", listener.port)
@@ -100,7 +114,7 @@ def test_a_burst_waits_for_a_few_handshakes_and_shares_their_failure(two_sidecar
         assert _waiters(web) == 0
 
 
-def test_a_burst_to_a_cold_endpoint_is_served_whole(two_sidecars: TwoSidecars) -> None:
+def test_a_burst_to_a_cold_endpoint_is_served_whole(data_path: str, two_sidecars: TwoSidecars) -> None:
     web = two_sidecars.web
     burst = 4 * TLS_CONNECTS_PER_ENDPOINT
     with ThreadPoolExecutor(burst) as pool:
