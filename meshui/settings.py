@@ -287,6 +287,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-metrics": {"task": "meshui.telemetry.prune_metrics", "schedule": float(MESH_RETENTION_INTERVAL_SECONDS)},
     "roll-up-metrics": {"task": "meshui.telemetry.roll_up_metrics", "schedule": 60.0},
     "expire-change-requests": {"task": "meshui.policy.expire_change_requests", "schedule": 300.0},
+    "expire-ca-changes": {"task": "meshui.identity.expire_ca_changes", "schedule": 300.0},
     "refresh-jwks": {"task": "meshui.policy.refresh_jwks", "schedule": float(MESH_JWKS_REFRESH_SECONDS)},
 }
 

@@ -156,6 +156,7 @@ class _Metric(Generic[C]):
             raise ValueError(f"{self.name} has no labels")
         if len(values) != len(self.label_names):
             raise ValueError(f"{self.name}: {len(values)} label values for {len(self.label_names)} label names")
+        values = tuple(str(value) for value in values)  # as prometheus_client does: a number names a series too
         child = self._children.get(values)
         if child is None:
             child = self._children[values] = self._child_type()

@@ -8,7 +8,7 @@ Admins may apply a change at once with a written reason, which the audit log and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from django.conf import settings
@@ -132,6 +132,22 @@ def _settle_expiry(change: CaChange) -> None:
 def _require_pending(change: CaChange, doing: str) -> None:
     if change.state != CaChangeState.PENDING:
         raise Conflict(f"CA change #{change.pk} is {change.state}; it cannot {doing}.")
+    if change.is_expired(timezone.now()):  # due between the settling and the lock
+        raise Conflict(f"CA change #{change.pk} expired; request it again.")
+
+
+def do_expire_ca_changes(now: datetime) -> list[int]:
+    """Expire every pending CA change past its deadline (Celery beat); returns their ids."""
+    expired: list[int] = []
+    for pk in CaChange.objects.filter(state=CaChangeState.PENDING, expires_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            change = CaChange.objects.select_for_update().get(pk=pk)
+            if change.is_expired(now):
+                change.state = CaChangeState.EXPIRED
+                change.save(update_fields=["state"])
+                _audit(None, AuditAction.EXPIRE, change)
+                expired.append(pk)
+    return expired
 
 
 def _require_global_approver(request: Request, doing: str) -> None:

@@ -1778,7 +1778,8 @@ static PyObject *Client_connected(Client *c, PyObject *const *args, Py_ssize_t n
     if (gen == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     Upstream *u = (Upstream *)args[1];
     if (gen != c->gen || !c->active || c->closed || !c->connecting) {
-        upstream_close(u); /* the exchange is gone */
+        /* The exchange is gone: the connection serves another (one waiting for it, or the next from idle). */
+        pool_release(c->relay, u);
         Py_RETURN_NONE;
     }
     if (u->transport == NULL || u->closed) {

@@ -698,7 +698,8 @@ class Exchange:
             return
         self._connecting = None
         if self._finished:
-            conn.close()
+            # Ended while connecting (or waiting its turn): the connection serves the next exchange instead.
+            self._proxy.pool.release(conn)
             return
         self._attach(conn)
 

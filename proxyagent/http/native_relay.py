@@ -170,7 +170,11 @@ class NativeRelay:
             self._connect_ended(key, host, port, type(exc).__name__)
             client.connect_failed(gen, type(exc).__name__)
             return
+        except BaseException:  # cancelled (the agent stopping): the slot is free again
+            self._connect_ended(key, host, port, "cancelled")
+            raise
         self._connect_ended(key, host, port, None)
+        # An exchange gone meanwhile hands it on (the relay offers it to one waiting, or pools it).
         client.connected(gen, upstream)
 
     def _connect_ended(self, key: tuple[str, int, str], host: str, port: int, failure: str | None) -> None:
@@ -183,7 +187,9 @@ class NativeRelay:
         else:
             self._connects.pop(key, None)
         if failure is not None:
-            # The endpoint refused one connect: those waiting behind it would each wait for the same answer.
+            if left:
+                return  # the connects still in flight may yet serve those waiting
+            # Every connect to the endpoint failed: those waiting behind them would each wait for the same answer.
             for client, gen in self._take_waiting(key):
                 client.connect_failed(gen, failure)
             return

@@ -213,8 +213,12 @@ class ConnectionPool:
             return await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
         while self._connects.get(key, 0) >= TLS_CONNECTS_PER_ENDPOINT:
             conn = await self._wait_turn(key, reuse)
-            if conn is not None:
+            if conn is None:
+                continue
+            # Handed over a loop turn ago, with no listener since: it may have closed meanwhile.
+            if not (conn.closed or conn.transport is None or conn.transport.is_closing()):
                 return conn
+            conn.close()
         self._connects[key] = self._connects.get(key, 0) + 1
         try:
             conn = await self.open(lambda: UpstreamConnection(self, key), host, port, identity)
@@ -264,7 +268,9 @@ class ConnectionPool:
         if not queue:
             return
         if failure is not None:
-            # The endpoint refused one connect: those waiting behind it would each wait for the same answer.
+            if left:
+                return  # the connects still in flight may yet serve those waiting
+            # Every connect to the endpoint failed: those waiting behind them would each wait for the same answer.
             for waiter, _ in queue:
                 if not waiter.done():
                     waiter.set_exception(MeshError(failure.code, failure.detail))

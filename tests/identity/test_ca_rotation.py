@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from meshui.audit.models import AuditAction, AuditEvent
 from meshui.catalog.models import Namespace
 from meshui.identity.models import CaChange
+from meshui.identity.tasks import expire_ca_changes
 from meshui.policy.models import ApprovalRule
 from meshui.rollout.models import MeshVersion
 from meshui.rollout.snapshots import build_snapshot
@@ -135,6 +136,12 @@ def test_a_change_can_be_rejected_withdrawn_or_left_to_expire_and_then_never_app
     assert late.status_code == 409
     assert admin_client.get(f"/api/v1/ca-changes/{expired['id']}/").json()["state"] == "expired"
     assert AuditEvent.objects.filter(object_type="identity.cachange", action=AuditAction.EXPIRE).count() == 1
+    # The periodic sweep expires those nobody acted on, so none is listed as pending past its deadline.
+    forgotten = _request(admin_client, operation="rotate").json()
+    CaChange.objects.filter(pk=forgotten["id"]).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert expire_ca_changes() == 1
+    assert admin_client.get(f"/api/v1/ca-changes/{forgotten['id']}/").json()["state"] == "expired"
+    assert AuditEvent.objects.filter(object_type="identity.cachange", action=AuditAction.EXPIRE).count() == 2
     assert len(admin_client.get("/api/v1/ca/").json()["roots"]) == 1
 
 

@@ -86,6 +86,7 @@ def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 def _waiters(agent: Agent) -> int:
     """Exchanges waiting for a connection, on whichever path serves them."""
+    assert agent.outbound is not None
     return sum(relay.relay.waiters for relay in agent._relays) + agent.outbound.pool.waiting
 
 
