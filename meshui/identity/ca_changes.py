@@ -75,17 +75,24 @@ def _apply(request: Request | None, change: CaChange) -> None:
     change.save(update_fields=["state", "decided_at", "created_authority_id"])
 
 
-def do_request_ca_change(request: Request, operation: str, authority_id: str, reason: str) -> CaChange:
-    """Open a change for review (pending until approved, rejected, withdrawn or expired)."""
+def _new_change(request: Request, operation: str, authority_id: str, **fields: object) -> CaChange:
+    """A change an admin of every namespace asks for, of what the CA would do now (inside a transaction)."""
     if not namespace_access(request.user).can(Capability.MANAGE, None):
         raise NamespacePermissionDenied("Changing the CA needs the 'manage' permission in all namespaces.", None)
     _check_applicable(operation, authority_id)
+    return CaChange.objects.create(
+        operation=operation, authority_id=authority_id, requested_by=_actor(request), **fields
+    )
+
+
+def do_request_ca_change(request: Request, operation: str, authority_id: str, reason: str) -> CaChange:
+    """Open a change for review (pending until approved, rejected, withdrawn or expired)."""
     with transaction.atomic():
-        change = CaChange.objects.create(
-            operation=operation,
-            authority_id=authority_id,
+        change = _new_change(
+            request,
+            operation,
+            authority_id,
             reason=reason,
-            requested_by=_actor(request),
             required_approvals=required_approvals(),
             expires_at=timezone.now() + timedelta(hours=settings.MESH_CHANGE_REQUEST_TTL_HOURS),
         )
@@ -95,15 +102,12 @@ def do_request_ca_change(request: Request, operation: str, authority_id: str, re
 
 def do_apply_ca_change_now(request: Request, operation: str, authority_id: str, emergency_reason: str) -> CaChange:
     """An admin's change without review: applied at once, its reason recorded and flagged."""
-    if not namespace_access(request.user).can(Capability.MANAGE, None):
-        raise NamespacePermissionDenied("Changing the CA needs the 'manage' permission in all namespaces.", None)
-    _check_applicable(operation, authority_id)
     with transaction.atomic():
-        change = CaChange.objects.create(
-            operation=operation,
-            authority_id=authority_id,
+        change = _new_change(
+            request,
+            operation,
+            authority_id,
             reason=emergency_reason,
-            requested_by=_actor(request),
             required_approvals=0,
             expires_at=timezone.now(),
             emergency_reason=emergency_reason,

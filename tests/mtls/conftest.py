@@ -15,6 +15,7 @@ import pytest
 
 from proxyagent.agent import Agent
 from tests.mtls.fake_control_plane import Credentials, FakeControlPlane
+from tests.proxyagent.conftest import data_path  # noqa: F401 - the same two data paths, for tests here too
 from tests.proxyagent.mesh_harness import Mesh, mesh, request
 from tests.proxyagent.sample_app import AppServer, running_app
 from tests.waiting import until

@@ -11,13 +11,10 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from proxyagent.agent import Agent
-from proxyagent.http import native_relay
 from proxyagent.http.upstream import TLS_CONNECTS_PER_ENDPOINT
 from tests.mtls.conftest import TwoSidecars
-from tests.proxyagent.mesh_harness import DATA_PATH_ENV, request
+from tests.proxyagent.mesh_harness import request
 from tests.waiting import until
 
 BURST = TLS_CONNECTS_PER_ENDPOINT + 6
@@ -72,16 +69,6 @@ def silent_listener() -> Iterator[SilentListener]:
         yield listener
     finally:
         listener.close()
-
-
-@pytest.fixture(params=["native", "python"])
-def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which path serves the agents' plain requests: each keeps its own pool, and coalesces its own connects."""
-    path: str = request.param
-    if path == "native" and not native_relay.AVAILABLE:
-        pytest.skip("the native relay is not built here")
-    monkeypatch.setenv(DATA_PATH_ENV, path)
-    return path
 
 
 def _waiters(agent: Agent) -> int:
