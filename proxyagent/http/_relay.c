@@ -400,6 +400,8 @@ typedef struct {
     /* An inbound relay: the upstream is the local app, whose response must not speak for the mesh
      * (x-mesh-error and x-mesh-policy are dropped from it, and never read as a denial). */
     int inbound;
+    /* close_idle ran (the agent is stopping): a connection released later is closed, not pooled. */
+    int stopped;
     /* Spans, encoded here as ScopeSpans.spans entries and taken in batches by the exporter. */
     PyObject *exporter;    /* telemetry.SpanExporter, or None: no spans */
     PyObject *blocks;      /* (edge, method, status, mesh error) -> (span name, attribute block) */
@@ -579,7 +581,7 @@ static void pool_release(Relay *relay, Upstream *u) {
     Client *c = u->client;
     u->client = NULL;
     Py_XDECREF(c);
-    if (u->closed || u->transport == NULL) {
+    if (u->closed || u->transport == NULL || relay->stopped) {
         upstream_close(u);
         return;
     }
@@ -2041,7 +2043,8 @@ static int Relay_init(Relay *r, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Relay_close_idle(Relay *r, PyObject *unused) {
-    /* Closes every pooled connection (the agent is stopping). */
+    /* Closes every pooled connection (the agent is stopping), and any released from now on. */
+    r->stopped = 1;
     PyObject *idle = r->idle;
     r->idle = PyDict_New();
     if (r->idle == NULL) {

@@ -213,7 +213,7 @@ class Exchange:
             if conn is not None:
                 self._attach(conn)
             else:
-                self._connecting = self._loop.create_task(self._connect())
+                self._connecting = self._proxy.track_connect(self._loop.create_task(self._connect()))
         except MeshError as exc:
             self.fail(exc)
         except Exception:  # a bug of ours: answer this request rather than leave the connection hanging
@@ -382,7 +382,7 @@ class Exchange:
             if self._policy is not None:
                 self._policy.reconnect()
             else:
-                self._connecting = self._loop.create_task(self._connect())
+                self._connecting = self._proxy.track_connect(self._loop.create_task(self._connect()))
             return False
         self.fail(MeshError(MeshErrorCode.UPSTREAM_RESET, "upstream closed the connection before responding"))
         return False

@@ -72,8 +72,6 @@ class NativeRelay:
         self.relay.inbound = proxy.direction == "inbound"
         if spans is not None:
             spans.exporter.add_source(self.relay.take_spans)
-        # Connects in flight, kept so their tasks are not garbage collected while they run.
-        self._connecting: set[asyncio.Task[None]] = set()
         # Mutual TLS only (``TLS_CONNECTS_PER_ENDPOINT``): connects in flight, and exchanges waiting, per pool key.
         self._coalesce = proxy.pool.tls is not None
         self._connects: dict[tuple[str, int, str], int] = {}
@@ -153,9 +151,7 @@ class NativeRelay:
         self._start_connect(client, gen, host, port, key)
 
     def _start_connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
-        task = self._loop.create_task(self._connect(client, gen, host, port, key))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        self._proxy.track_connect(self._loop.create_task(self._connect(client, gen, host, port, key)))
 
     async def _connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
         relay = self.relay

@@ -64,10 +64,6 @@ REASON_PER_TRY_TIMEOUT = "per_try_timeout"
 _TRIES = [span_attribute("mesh.tries", tries) for tries in range(12)]
 _POLICY_NAMES = AttributeCache()
 
-# Connects in flight that a retry left behind, kept until they finish (a task only weakly referenced by the
-# loop could be collected mid-connect).
-_CONNECTING: set[asyncio.Task[None]] = set()
-
 
 def header_value(head: RequestHead, name: bytes) -> bytes | None:
     """The first value of the (lowercase) header ``name``."""
@@ -340,9 +336,7 @@ class PolicyRequest:
         breaker.connection_opened()
         self._arm_try()
         task = exchange._loop.create_task(self._open(target, self._tries))
-        exchange._connecting = task
-        _CONNECTING.add(task)
-        task.add_done_callback(_CONNECTING.discard)
+        exchange._connecting = exchange._proxy.track_connect(task)
         return True
 
     def _evict_idle(self, keep: Target) -> bool:

@@ -146,6 +146,9 @@ class HttpProxy:
         # Set only while drain() waits, so the request path pays for no event.
         self.drained: asyncio.Future[None] | None = None
         self.connections: set[ClientConnection] = set()
+        # Upstream connects in flight (an exchange that ended leaves its connect to finish): drain waits for
+        # them, so a stopping agent closes what they open rather than leaving it to the loop's end.
+        self.connects: set[asyncio.Task[None]] = set()
 
     def observe(
         self,
@@ -178,11 +181,21 @@ class HttpProxy:
         if drained is not None and not drained.done():
             drained.set_result(None)
 
+    def track_connect(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self.connects.add(task)
+        task.add_done_callback(self.connects.discard)
+        return task
+
     async def drain(self, deadline_s: float) -> None:
-        """Wait for in-flight requests to finish (up to ``deadline_s``), then close every connection."""
+        """Wait for in-flight requests to finish (up to ``deadline_s``), then close every connection, and let
+        connects in flight end (their exchanges are over: what they open is closed or pooled, then closed)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline_s
         if self.in_flight:
-            self.drained = asyncio.get_running_loop().create_future()
+            self.drained = loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drained, deadline_s)
         for connection in list(self.connections):
             connection.close()
+        if self.connects:
+            await asyncio.wait(set(self.connects), timeout=max(0.0, until - loop.time()))

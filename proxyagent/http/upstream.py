@@ -195,6 +195,8 @@ class ConnectionPool:
         # or the failure of the connect it waited behind.
         self._connects: dict[PoolKey, int] = {}
         self._waiting: dict[PoolKey, deque[tuple[asyncio.Future[UpstreamConnection | None], bool]]] = {}
+        # close() ran (the agent is stopping): a connection released later is closed, not pooled.
+        self._closed = False
 
     def take_idle(self, host: str, port: int, identity: str = "") -> UpstreamConnection | None:
         idle = self._idle.get((host, port, identity))
@@ -306,7 +308,7 @@ class ConnectionPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.listener = None
-        alive = not (conn.closed or conn.transport is None or conn.transport.is_closing())
+        alive = not (self._closed or conn.closed or conn.transport is None or conn.transport.is_closing())
         if alive and conn.address in self._waiting and self._hand_over(conn):
             return
         idle = self._idle.setdefault(conn.address, [])
@@ -321,6 +323,7 @@ class ConnectionPool:
             idle.remove(conn)
 
     def close(self) -> None:
+        self._closed = True
         conns = [conn for idle in self._idle.values() for conn in idle]
         self._idle.clear()
         for conn in conns:
