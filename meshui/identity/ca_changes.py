@@ -122,15 +122,22 @@ def _locked(change: CaChange) -> CaChange:
     return CaChange.objects.select_for_update().get(pk=change.pk)
 
 
+def _expire_if_due(pk: int, now: datetime) -> bool:
+    """In a transaction of its own, under the row lock: mark the change expired if it is due."""
+    with transaction.atomic():
+        change = CaChange.objects.select_for_update().get(pk=pk)
+        if not change.is_expired(now):
+            return False
+        change.state = CaChangeState.EXPIRED
+        change.save(update_fields=["state"])
+        _audit(None, AuditAction.EXPIRE, change)
+        return True
+
+
 def _settle_expiry(change: CaChange) -> None:
-    """Record a due expiry in a transaction of its own: the refusal that follows must not roll it back."""
+    """Record a due expiry before acting on a change: the refusal that follows must not roll it back."""
     if change.is_expired(timezone.now()):
-        with transaction.atomic():
-            locked = _locked(change)
-            if locked.is_expired(timezone.now()):
-                locked.state = CaChangeState.EXPIRED
-                locked.save(update_fields=["state"])
-                _audit(None, AuditAction.EXPIRE, locked)
+        _expire_if_due(change.pk, timezone.now())
 
 
 def _require_pending(change: CaChange, doing: str) -> None:
@@ -142,16 +149,8 @@ def _require_pending(change: CaChange, doing: str) -> None:
 
 def do_expire_ca_changes(now: datetime) -> list[int]:
     """Expire every pending CA change past its deadline (Celery beat); returns their ids."""
-    expired: list[int] = []
-    for pk in CaChange.objects.filter(state=CaChangeState.PENDING, expires_at__lte=now).values_list("pk", flat=True):
-        with transaction.atomic():
-            change = CaChange.objects.select_for_update().get(pk=pk)
-            if change.is_expired(now):
-                change.state = CaChangeState.EXPIRED
-                change.save(update_fields=["state"])
-                _audit(None, AuditAction.EXPIRE, change)
-                expired.append(pk)
-    return expired
+    due = CaChange.objects.filter(state=CaChangeState.PENDING, expires_at__lte=now).values_list("pk", flat=True)
+    return [pk for pk in due if _expire_if_due(pk, now)]
 
 
 def _require_global_approver(request: Request, doing: str) -> None:
@@ -178,33 +177,31 @@ def do_approve_ca_change(request: Request, change: CaChange) -> CaChange:
     return change
 
 
-def do_reject_ca_change(request: Request, change: CaChange, reason: str) -> CaChange:
-    _require_global_approver(request, "reject a CA change")
-    if change.requested_by_id == request.user.pk:
-        raise NamespacePermissionDenied("Withdraw your own CA change instead of rejecting it.", None)
+def _decide(
+    request: Request, change: CaChange, state: str, action: AuditAction, doing: str, reason: str = ""
+) -> CaChange:
+    """End a pending change without applying it (rejected, withdrawn), under the row lock, audited."""
     _settle_expiry(change)
     with transaction.atomic():
         change = _locked(change)
-        _require_pending(change, "be rejected")
-        change.state = CaChangeState.REJECTED
+        _require_pending(change, doing)
+        change.state = state
         change.decided_by = _actor(request)
         change.decided_at = timezone.now()
         change.decision_reason = reason
         change.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
-        _audit(request, AuditAction.REJECT, change)
+        _audit(request, action, change)
     return change
+
+
+def do_reject_ca_change(request: Request, change: CaChange, reason: str) -> CaChange:
+    _require_global_approver(request, "reject a CA change")
+    if change.requested_by_id == request.user.pk:
+        raise NamespacePermissionDenied("Withdraw your own CA change instead of rejecting it.", None)
+    return _decide(request, change, CaChangeState.REJECTED, AuditAction.REJECT, "be rejected", reason)
 
 
 def do_withdraw_ca_change(request: Request, change: CaChange) -> CaChange:
     if change.requested_by_id != request.user.pk and not namespace_access(request.user).can(Capability.MANAGE, None):
         raise NamespacePermissionDenied("Only the requester (or an admin of all namespaces) withdraws it.", None)
-    _settle_expiry(change)
-    with transaction.atomic():
-        change = _locked(change)
-        _require_pending(change, "be withdrawn")
-        change.state = CaChangeState.WITHDRAWN
-        change.decided_by = _actor(request)
-        change.decided_at = timezone.now()
-        change.save(update_fields=["state", "decided_by", "decided_at"])
-        _audit(request, AuditAction.WITHDRAW, change)
-    return change
+    return _decide(request, change, CaChangeState.WITHDRAWN, AuditAction.WITHDRAW, "be withdrawn")

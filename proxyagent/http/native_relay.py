@@ -189,32 +189,32 @@ class NativeRelay:
             for client, gen in self._take_waiting(key):
                 client.connect_failed(gen, failure)
             return
-        waiting = self._waiting.get(key)
-        while waiting:
-            client, gen = self._pop_waiting(key, waiting)
-            if client.waiting(gen):
-                self._connects[key] = self._connects.get(key, 0) + 1
-                self._start_connect(client, gen, host, port, key)
-                return
+        first = self._next_waiting(key)
+        if first is not None:
+            self._connects[key] = self._connects.get(key, 0) + 1
+            self._start_connect(*first, host, port, key)
 
     def released(self, key: tuple[str, int, str], upstream: _relay.Upstream) -> bool:
         """A connection to ``key`` is free again: the first exchange still waiting for one goes on with it."""
+        first = self._next_waiting(key)
+        if first is None:
+            return False
+        client, gen = first
+        client.connected(gen, upstream)
+        return True
+
+    def _next_waiting(self, key: tuple[str, int, str]) -> tuple[_relay.Client, int] | None:
+        """The first exchange still waiting for a connection to ``key``, taken out of line (those gone meanwhile
+        are dropped on the way)."""
         waiting = self._waiting.get(key)
         while waiting:
-            client, gen = self._pop_waiting(key, waiting)
+            client, gen = waiting.popleft()
+            self.relay.waiters -= 1
+            if not waiting:
+                del self._waiting[key]
             if client.waiting(gen):
-                client.connected(gen, upstream)
-                return True
-        return False
-
-    def _pop_waiting(
-        self, key: tuple[str, int, str], waiting: deque[tuple[_relay.Client, int]]
-    ) -> tuple[_relay.Client, int]:
-        entry = waiting.popleft()
-        self.relay.waiters -= 1
-        if not waiting:
-            del self._waiting[key]
-        return entry
+                return client, gen
+        return None
 
     def _take_waiting(self, key: tuple[str, int, str]) -> list[tuple[_relay.Client, int]]:
         waiting = self._waiting.pop(key, deque())
