@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import sys
 from dataclasses import asdict, dataclass
@@ -52,10 +53,52 @@ class AgentPorts:
     admin_http: int
 
 
+# Where the kernel does not take ports for outgoing connections (below its ephemeral range, whatever that is).
+_PLANNED_PORTS = range(20000, 32768)
+
+
+class _PortPlanner:
+    """Hands out ports in turn from a random start, so one process never hands out the same port twice."""
+
+    def __init__(self) -> None:
+        self._next: int | None = None
+
+    def take(self) -> int:
+        top = min(_PLANNED_PORTS.stop, _ephemeral_low())
+        span = max(1, top - _PLANNED_PORTS.start)
+        if self._next is None:
+            self._next = secrets.randbelow(span)
+        for _ in range(span):
+            port = _PLANNED_PORTS.start + self._next % span
+            self._next += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        with socket.socket() as sock:  # that range is all taken: the kernel's choice
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_planner = _PortPlanner()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, for a process started later to listen on.
+
+    Chosen below the kernel's ephemeral range: a port bind(0) hands out comes from that range, so an outgoing
+    connection opened before the listener binds may take it ("address already in use" at the sidecar's start).
+    """
+    return _planner.take()
 
 
 def plan() -> list[AgentPorts]:
