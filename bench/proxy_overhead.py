@@ -533,7 +533,8 @@ def print_mtls(targets: list[Target], rates: list[int], results: dict[tuple[str,
             runs = results[(target.name, rate)]
             print(
                 f"{target.name:28} {rate:5} rps: p50 {statistics.median(r.p50_ms for r in runs):.3f} ms, "
-                f"p99 {statistics.median(r.p99_ms for r in runs):.3f} ms, errors {sum(r.errors for r in runs)}"
+                f"p99 {statistics.median(r.p99_ms for r in runs):.3f} ms, errors {sum(r.errors for r in runs)}, "
+                f"sidecar cores per 1000 rps {statistics.median(r.cpu_per_1000 for r in runs):.3f}"
             )
         plain, mtls = (statistics.median(r.p99_ms for r in results[(t.name, rate)]) for t in targets[1:])
         print(f"mutual TLS adds {mtls - plain:+.3f} ms p99 at {rate} rps (goal: at most 0.5 ms at 1000 rps)")

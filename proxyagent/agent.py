@@ -268,14 +268,11 @@ class Agent:
         )
         self._inbound_factory = self._protocol_factory(self.inbound)
         if inbound_socket is not None and self.certificates is not None:
-            inbound = self.inbound
             certificates = self.certificates
             self.acceptor = InboundAcceptor(
                 inbound_socket,
                 plaintext=self._inbound_factory,
-                # The native relay speaks to plain sockets' transports only as far as one caller per
-                # connection goes: TLS connections (their caller's identity) take the Python path.
-                tls=lambda: DownstreamConnection(inbound),
+                tls=self._inbound_factory,
                 server_context=lambda: certificates.server_context,
                 strict=self._strict,
                 metrics=self.metrics,

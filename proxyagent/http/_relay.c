@@ -41,7 +41,8 @@
 
 static PyObject *s_write, *s_close, *s_pause_reading, *s_resume_reading, *s_call_at, *s_cancel, *s_add,
     *s_discard, *s_start, *s_finish, *s_fallback, *s_connection_made, *s_data_received,
-    *s_eof_received, *s_connection_lost, *s_pause_writing, *s_resume_writing, *s_is_closing, *s_on_timer;
+    *s_eof_received, *s_connection_lost, *s_pause_writing, *s_resume_writing, *s_is_closing, *s_on_timer,
+    *s_tls_peer, *s_abort, *s_span_extra, *s_empty;
 
 /* ------------------------------------------------------------------ */
 /* Growable byte buffer                                                */
@@ -404,7 +405,7 @@ typedef struct {
     int stopped;
     /* Spans, encoded here as ScopeSpans.spans entries and taken in batches by the exporter. */
     PyObject *exporter;    /* telemetry.SpanExporter, or None: no spans */
-    PyObject *blocks;      /* (edge, method, status, mesh error) -> (span name, attribute block) */
+    PyObject *blocks;      /* (edge, span_extra, method, status, mesh error) -> (span name, attributes) */
     int span_kind;
     Buf spans;
     Py_ssize_t span_count;
@@ -422,6 +423,7 @@ typedef struct Client {
     Relay *relay;
     PyObject *transport;
     PyObject *slow; /* the Python DownstreamConnection this connection was handed to */
+    PyObject *peer; /* str: the caller's SPIFFE id on a mutual TLS connection, "" on plaintext */
     PyObject *timer;
     double timer_at;
     Buf in;
@@ -712,10 +714,14 @@ static PyObject *span_block(Client *c, const char *mesh_error) {
     Relay *r = c->relay;
     PyObject *method = PyBytes_FromStringAndSize(c->method, c->method_len);
     PyObject *error = mesh_error ? PyUnicode_FromString(mesh_error) : Py_NewRef(Py_None);
-    /* Keyed by the target's edge, not the target: a Target compares by value and is not hashable. */
+    /* Keyed by the target's edge and its own attributes (the caller's principal), not the target: a
+     * Target compares by value and is not hashable. */
     PyObject *edge = PyObject_GetAttrString(c->target, "edge");
-    PyObject *key = (method && error && edge) ? Py_BuildValue("(OOiO)", edge, method, c->status, error) : NULL;
+    PyObject *extra = edge ? PyObject_GetAttr(c->target, s_span_extra) : NULL;
+    PyObject *key =
+        (method && error && extra) ? Py_BuildValue("(OOOiO)", edge, extra, method, c->status, error) : NULL;
     Py_XDECREF(edge);
+    Py_XDECREF(extra);
     PyObject *block = NULL;
     if (key != NULL) {
         block = PyDict_GetItemWithError(r->blocks, key);
@@ -1461,8 +1467,8 @@ static int client_start(Client *c, const Request *r, int retryable) {
         PyErr_Clear();
         return -1;
     }
-    PyObject *args[4] = {c->relay->bridge, target_bytes, host, source};
-    PyObject *route = PyObject_VectorcallMethod(s_start, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *args[5] = {c->relay->bridge, target_bytes, host, source, c->peer != NULL ? c->peer : s_empty};
+    PyObject *route = PyObject_VectorcallMethod(s_start, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(host);
     Py_DECREF(source);
     if (route == NULL) {
@@ -1688,6 +1694,23 @@ static int client_ready(Client *c) {
 static PyObject *Client_connection_made(Client *c, PyObject *transport) {
     if (client_ready(c) < 0) return NULL;
     Py_XSETREF(c->transport, Py_NewRef(transport));
+    if (c->relay->inbound) {
+        /* Callers' sidecars may speak mutual TLS: whom the handshake verified, or None to refuse. */
+        PyObject *peer = PyObject_CallMethodOneArg(c->relay->bridge, s_tls_peer, transport);
+        if (peer == NULL) return NULL;
+        if (peer == Py_None) {
+            Py_DECREF(peer);
+            c->closed = 1;
+            if (call_method0(transport, s_abort) < 0) return NULL;
+            Py_RETURN_NONE;
+        }
+        if (!PyUnicode_Check(peer)) {
+            Py_DECREF(peer);
+            PyErr_SetString(PyExc_TypeError, "NativeRelay.tls_peer must return str or None");
+            return NULL;
+        }
+        Py_XSETREF(c->peer, peer);
+    }
     if (call_method1(c->relay->connections, s_add, (PyObject *)c) < 0) return NULL;
     c->last_done = monotonic();
     client_arm(c, c->last_done + c->relay->idle_timeout);
@@ -1817,6 +1840,10 @@ static PyObject *Client_waiting(Client *c, PyObject *arg) {
 
 static PyObject *Client_get_native(Client *c, void *unused) { return PyBool_FromLong(c->slow == NULL); }
 
+static PyObject *Client_get_peer_identity(Client *c, void *unused) {
+    return Py_NewRef(c->peer != NULL ? c->peer : s_empty);
+}
+
 static int Client_init(Client *c, PyObject *args, PyObject *kwds) {
     Relay *relay;
     if (!PyArg_ParseTuple(args, "O!", &RelayType, &relay)) return -1;
@@ -1830,6 +1857,7 @@ static int Client_traverse(Client *c, visitproc visit, void *arg) {
     Py_VISIT(c->relay);
     Py_VISIT(c->transport);
     Py_VISIT(c->slow);
+    Py_VISIT(c->peer);
     Py_VISIT(c->timer);
     Py_VISIT(c->target);
     Py_VISIT(c->key);
@@ -1843,6 +1871,7 @@ static int Client_clear(Client *c) {
     Py_CLEAR(c->relay);
     Py_CLEAR(c->transport);
     Py_CLEAR(c->slow);
+    Py_CLEAR(c->peer);
     Py_CLEAR(c->timer);
     Py_CLEAR(c->target);
     Py_CLEAR(c->key);
@@ -1881,6 +1910,8 @@ static PyMethodDef Client_methods[] = {
 
 static PyGetSetDef Client_getset[] = {
     {"native", (getter)Client_get_native, NULL, "whether the native relay still serves this connection", NULL},
+    {"peer_identity", (getter)Client_get_peer_identity, NULL,
+     "the caller's SPIFFE id when this connection is mutual TLS, else \"\"", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2207,6 +2238,10 @@ PyMODINIT_FUNC PyInit__relay(void) {
     INTERN(s_resume_writing, "resume_writing");
     INTERN(s_is_closing, "is_closing");
     INTERN(s_on_timer, "_on_timer");
+    INTERN(s_tls_peer, "tls_peer");
+    INTERN(s_abort, "abort");
+    INTERN(s_span_extra, "span_extra");
+    INTERN(s_empty, "");
     if (PyType_Ready(&RelayType) < 0 || PyType_Ready(&ClientType) < 0 || PyType_Ready(&UpstreamType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&relay_module);

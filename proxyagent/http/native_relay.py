@@ -24,6 +24,7 @@ from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import TLS_CONNECTS_PER_ENDPOINT
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.routers import SOURCE_WORKLOAD_HEADER
+from proxyagent.tls.spiffe import peer_id
 
 try:
     from proxyagent.http import _relay
@@ -87,12 +88,23 @@ class NativeRelay:
 
     # Called by the relay
 
-    def start(self, request_target: bytes, host: bytes, source: bytes | None) -> NativeRoute | None:
+    def tls_peer(self, transport: asyncio.BaseTransport) -> str | None:
+        """Who is calling on a new inbound connection: "" on plaintext, the SPIFFE id a mutual TLS handshake
+        verified, or ``None`` (counted) when that certificate names no workload and the connection is refused."""
+        if transport.get_extra_info("sslcontext") is None:
+            return ""
+        peer = peer_id(transport.get_extra_info("peercert"))
+        if peer is None:
+            proxy = self._proxy
+            proxy.metrics.tls_refused.labels(proxy.direction, "no_identity").inc()
+        return peer
+
+    def start(self, request_target: bytes, host: bytes, source: bytes | None, peer: str) -> NativeRoute | None:
         """Where a request goes, counted as started; ``None`` when the Python path must answer it (a mesh
-        error such as no_route, which that path records with its metrics and span)."""
+        error such as no_route, which that path records with its metrics and span). ``peer``: as ``tls_peer``."""
         proxy = self._proxy
         try:
-            target, path = proxy.router.route_parts(request_target, host, source)
+            target, path = proxy.router.route_parts(request_target, host, source, peer)
         except MeshError:
             return None
         native = target.native
@@ -134,10 +146,11 @@ class NativeRelay:
                 proxy.metrics.count_denied(target.edge, status)
 
     def span_block(self, target: Target, method: bytes, status: int, mesh_error: str | None) -> tuple[bytes, bytes]:
-        """The span name and the attributes every span of this kind shares (the relay caches them)."""
+        """The span name and the attributes every span of this kind and target shares (the relay caches them)."""
         spans = self._proxy.spans
         assert spans is not None, "the relay records spans only when the proxy has an exporter"
-        return spans.shared_parts(method, "1.1", status, target.edge, mesh_error)
+        name, attributes = spans.shared_parts(method, "1.1", status, target.edge, mesh_error)
+        return name, attributes + target.span_extra
 
     def connect(self, client: _relay.Client, gen: int, host: str, port: int, key: tuple[str, int, str]) -> None:
         """Find an upstream connection for the client's exchange ``gen`` (none was idle); the answer comes back

@@ -12,6 +12,7 @@ import pytest
 
 from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import Agent
+from proxyagent.http import native_relay
 from proxyagent.protocol.v1 import admin_pb2, admin_pb2_grpc, snapshot_pb2
 from tests.mtls.conftest import MtlsMesh, TwoSidecars, tls_client_context, tls_get
 from tests.mtls.fake_control_plane import Credentials, TestCa
@@ -81,10 +82,14 @@ def test_the_callers_principal_is_known_per_request_on_the_inbound_side(two_side
     # Each connection's verified identity is on the connection the request handling reads it from.
     assert reviews.inbound is not None
 
-    async def peers() -> set[str]:
-        return {getattr(conn, "peer_identity", "") for conn in reviews.inbound.connections}  # type: ignore[union-attr]
+    async def peers() -> dict[str, bool]:
+        connections = reviews.inbound.connections  # type: ignore[union-attr]
+        return {conn.peer_identity: getattr(conn, "native", False) for conn in connections}
 
-    assert WEB in env.run(peers()), "web's pooled connection to reviews names web"
+    by_peer = env.run(peers())
+    assert WEB in by_peer, "web's pooled connection to reviews names web"
+    # Mutual TLS connections are served by the native relay where it is built, as plaintext ones are.
+    assert by_peer[WEB] is native_relay.AVAILABLE
 
 
 def test_a_client_certificate_from_another_ca_is_refused_in_the_handshake(two_sidecars: TwoSidecars) -> None:
