@@ -84,7 +84,7 @@ def test_the_callers_principal_is_known_per_request_on_the_inbound_side(two_side
 
     async def peers() -> dict[str, bool]:
         connections = reviews.inbound.connections  # type: ignore[union-attr]
-        return {conn.peer_identity: getattr(conn, "native", False) for conn in connections}
+        return {getattr(conn, "peer_identity", ""): getattr(conn, "native", False) for conn in connections}
 
     by_peer = env.run(peers())
     assert WEB in by_peer, "web's pooled connection to reviews names web"
