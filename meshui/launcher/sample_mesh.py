@@ -61,15 +61,18 @@ class _PortPlanner:
     """Hands out ports in turn from a random start, so one process never hands out the same port twice."""
 
     def __init__(self) -> None:
-        self._next: int | None = None
+        self._ports: range | None = None  # read from the kernel on first use, not at import
+        self._next = 0
 
     def take(self) -> int:
-        top = min(_PLANNED_PORTS.stop, _ephemeral_low())
-        span = max(1, top - _PLANNED_PORTS.start)
-        if self._next is None:
-            self._next = secrets.randbelow(span)
-        for _ in range(span):
-            port = _PLANNED_PORTS.start + self._next % span
+        if self._ports is None:
+            self._ports = range(
+                _PLANNED_PORTS.start, max(_PLANNED_PORTS.start + 1, min(_PLANNED_PORTS.stop, _ephemeral_low()))
+            )
+            self._next = secrets.randbelow(len(self._ports))
+        ports = self._ports
+        for _ in range(len(ports)):
+            port = ports[self._next % len(ports)]
             self._next += 1
             with socket.socket() as sock:
                 try:

@@ -15,7 +15,6 @@ from proxyagent.http.headers import Headers
 from proxyagent.http.heads import request_head
 from proxyagent.http.proxy import HttpProxy
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
-from proxyagent.tls.spiffe import peer_id
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +62,12 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        if transport.get_extra_info("sslcontext") is not None:
-            # A mutual TLS connection (the handshake verified the chain): it must name a workload.
-            peer = peer_id(transport.get_extra_info("peercert"))
-            if peer is None:
-                self.proxy.metrics.tls_refused.labels(self.proxy.direction, "no_identity").inc()
-                self.closed = True
-                self.transport.abort()
-                return
-            self.peer_identity = peer
+        peer = self.proxy.caller_identity(transport)
+        if peer is None:
+            self.closed = True
+            self.transport.abort()
+            return
+        self.peer_identity = peer
         self.proxy.connections.add(self)
         self._arm(self._last_done + self.proxy.settings.idle_timeout_s)
 

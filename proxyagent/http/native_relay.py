@@ -24,7 +24,6 @@ from proxyagent.http.proxy import HttpProxy, Target
 from proxyagent.http.upstream import TLS_CONNECTS_PER_ENDPOINT
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.routers import SOURCE_WORKLOAD_HEADER
-from proxyagent.tls.spiffe import peer_id
 
 try:
     from proxyagent.http import _relay
@@ -89,15 +88,8 @@ class NativeRelay:
     # Called by the relay
 
     def tls_peer(self, transport: asyncio.BaseTransport) -> str | None:
-        """Who is calling on a new inbound connection: "" on plaintext, the SPIFFE id a mutual TLS handshake
-        verified, or ``None`` (counted) when that certificate names no workload and the connection is refused."""
-        if transport.get_extra_info("sslcontext") is None:
-            return ""
-        peer = peer_id(transport.get_extra_info("peercert"))
-        if peer is None:
-            proxy = self._proxy
-            proxy.metrics.tls_refused.labels(proxy.direction, "no_identity").inc()
-        return peer
+        """Who is calling on a new inbound connection (``HttpProxy.caller_identity``); ``None``: refuse it."""
+        return self._proxy.caller_identity(transport)
 
     def start(self, request_target: bytes, host: bytes, source: bytes | None, peer: str) -> NativeRoute | None:
         """Where a request goes, counted as started; ``None`` when the Python path must answer it (a mesh

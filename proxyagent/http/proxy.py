@@ -24,6 +24,7 @@ from proxyagent.http.upstream import ConnectionPool
 from proxyagent.metrics import InFlight, MeshMetrics, status_class
 from proxyagent.otlp_wire import span_attribute
 from proxyagent.telemetry import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, HttpSpans, SpanExporter
+from proxyagent.tls.spiffe import peer_id
 
 if TYPE_CHECKING:
     from proxyagent.authz.gate import InboundGate
@@ -149,6 +150,17 @@ class HttpProxy:
         # Upstream connects in flight (an exchange that ended leaves its connect to finish): drain waits for
         # them, so a stopping agent closes what they open rather than leaving it to the loop's end.
         self.connects: set[asyncio.Task[None]] = set()
+
+    def caller_identity(self, transport: asyncio.BaseTransport) -> str | None:
+        """Who is calling on a new client connection: "" on plaintext, the SPIFFE id a mutual TLS handshake
+        verified (the chain already), or ``None`` (counted) when that certificate names no workload and the
+        connection must be refused. For both data paths."""
+        if transport.get_extra_info("sslcontext") is None:
+            return ""
+        peer = peer_id(transport.get_extra_info("peercert"))
+        if peer is None:
+            self.metrics.tls_refused.labels(self.direction, "no_identity").inc()
+        return peer
 
     def observe(
         self,
