@@ -20,12 +20,15 @@ from proxyagent.tls.spiffe import peer_id
 logger = logging.getLogger(__name__)
 
 _MAX_IDLE_PER_HOST = 64
-# Mutual-TLS connects in flight to one endpoint, at most. A handshake costs both sidecars about 0.7 ms of CPU,
-# some 50 requests' worth: when a burst finds the pool empty (a cold start, say), opening a connection per
-# waiting request makes every request wait for every handshake, the wait draws more requests in, and they
-# open more connections. Beyond this many, an exchange waits for the first connection released or opened.
+# Mutual-TLS connects in flight to one endpoint, at most. A handshake costs the two sidecars about 1.6 ms of CPU
+# together (0.8 ms each, OpenSSL 3.0, ECDSA P-256), some 10 requests' worth: when a burst finds the pool empty (a
+# cold start, say), opening a connection per waiting request makes every request wait for every handshake, the
+# wait draws more requests in, and they open more connections. With one connect at a time, an exchange that finds
+# none idle waits for the first connection released or opened: at 1000 rps from cold, 7 connections and a worst
+# request under 10 ms, where 4 at a time opened 14 and held requests up to 38 ms (bench/proxy_overhead.py's
+# mTLS pair, measured). The price: a burst of long requests grows the pool one handshake at a time.
 # (The native relay's bridge applies the same limit to its own pool.)
-TLS_CONNECTS_PER_ENDPOINT = 4
+TLS_CONNECTS_PER_ENDPOINT = 1
 
 
 class UpstreamListener(Protocol):

@@ -214,6 +214,9 @@ class WorkloadCertificate:
         names no workload of another trust domain)."""
         context = _MeshContext(ssl.PROTOCOL_TLS_SERVER)
         self._configure(context)
+        # No session tickets: callers never resume (each pooled connection lives long), and each ticket costs the
+        # server a session to serialize and encrypt, and the caller one to parse, on every handshake.
+        context.num_tickets = 0
         return context
 
     def client_context(self) -> ssl.SSLContext:

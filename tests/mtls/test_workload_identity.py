@@ -4,6 +4,7 @@ and an unreachable control plane, all with real agents, real TLS and real socket
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import threading
 from typing import Any
 
@@ -15,6 +16,7 @@ from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import AgentConfig
 from proxyagent.tls.certificates import WorkloadCertificates
 from proxyagent.tls.material import CertificateError, WorkloadCertificate, make_csr, new_key
+from proxyagent.tls.spiffe import peer_id
 from tests.mtls.conftest import MtlsMesh, TwoSidecars, server_certificate_serial
 from tests.mtls.fake_control_plane import TestCa
 from tests.proxyagent.mesh_harness import request, scrape
@@ -200,6 +202,43 @@ async def test_a_certificate_is_due_at_half_life_by_the_injected_clock() -> None
         WorkloadCertificate.build(key, issued.chain_pem, ca.bundle_pem, REVIEWS)
     with pytest.raises(CertificateError, match="does not chain"):
         WorkloadCertificate.build(key, issued.chain_pem, TestCa().bundle_pem, WEB)
+
+
+def _workload(ca: TestCa, spiffe_id: str) -> WorkloadCertificate:
+    key = new_key()
+    issued = issue(
+        ca.signer, load_csr(make_csr(key, spiffe_id)), SpiffeId.parse(spiffe_id),
+        now=dt.datetime.now(dt.UTC), ttl=dt.timedelta(hours=1),
+    )  # fmt: skip
+    return WorkloadCertificate.build(key, issued.chain_pem, ca.bundle_pem, spiffe_id)
+
+
+def test_the_inbound_side_verifies_the_caller_and_sends_no_session_ticket() -> None:
+    """Pooled connections are never resumed: a ticket would only cost both sides work on every handshake."""
+    ca = TestCa()
+    server_bio, client_bio = (ssl.MemoryBIO(), ssl.MemoryBIO()), (ssl.MemoryBIO(), ssl.MemoryBIO())
+    server = _workload(ca, REVIEWS).server_context().wrap_bio(*server_bio, server_side=True)
+    client = _workload(ca, WEB).client_context().wrap_bio(*client_bio)
+    done = {server: False, client: False}
+    for _ in range(10):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+                done[side] = True
+            except ssl.SSLWantReadError:
+                pass
+        client_bio[0].write(server_bio[1].read())
+        server_bio[0].write(client_bio[1].read())
+        if all(done.values()):
+            break
+    assert all(done.values()), "the handshake did not complete"
+    assert client.version() == "TLSv1.3"
+    assert peer_id(server.getpeercert()) == WEB
+    with pytest.raises(ssl.SSLWantReadError):
+        client.read(1)  # takes in whatever the server sent after its handshake
+    session = client.session
+    assert session is not None
+    assert not session.has_ticket
 
 
 def test_a_new_agent_without_the_bundle_cannot_be_fooled_into_sending_its_token(mtls: MtlsMesh) -> None:
