@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -50,14 +51,39 @@ NATIVE_MODULES = (
     "proxyagent.telemetry",
     "proxyagent.tracing",
 )
-# Written in C, not compiled from Python: module -> source (ADR 013).
-C_MODULES = {"proxyagent.http._relay": "proxyagent/http/_relay.c"}
+# Written in C, not compiled from Python: module -> source (ADR 013, ADR 019).
+C_MODULES = {
+    "proxyagent.http._relay": "proxyagent/http/_relay.c",
+    "proxyagent.tls._transport": "proxyagent/tls/_transport.c",
+}
+# The libraries a C module links with; it is built only where their headers are found (else the agent uses
+# asyncio's TLS for mutual TLS records).
+C_LIBRARIES = {"proxyagent.tls._transport": (("ssl", "crypto"), "openssl/ssl.h")}
 # The one shared library holding all compiled modules (mypyc's "group").
 GROUP = "proxyagent.native"
 
 
+def _header_found(header: str) -> bool:
+    """Whether ``header`` is in the C compiler's usual include directories (or those named by CPATH)."""
+    directories = [
+        *os.environ.get("CPATH", "").split(os.pathsep),
+        *os.environ.get("C_INCLUDE_PATH", "").split(os.pathsep),
+        sysconfig.get_config_var("INCLUDEDIR") or "",
+        "/usr/local/include",
+        "/usr/include",
+        f"/usr/include/{sysconfig.get_config_var('MULTIARCH') or ''}",
+        "/opt/homebrew/opt/openssl/include",
+    ]
+    return any(directory and (Path(directory) / header).is_file() for directory in directories)
+
+
+def c_modules() -> tuple[str, ...]:
+    """The C modules this machine can build: those whose libraries' headers are there."""
+    return tuple(module for module in C_MODULES if module not in C_LIBRARIES or _header_found(C_LIBRARIES[module][1]))
+
+
 def all_modules() -> tuple[str, ...]:
-    return (*NATIVE_MODULES, *C_MODULES)
+    return (*NATIVE_MODULES, *c_modules())
 
 
 def source_path(module: str) -> Path:
@@ -142,7 +168,15 @@ def build() -> None:
                 target_dir=str(BUILD_DIR / "c"),
                 group_name=GROUP,
             )
-            + [Extension(module, [C_MODULES[module]], extra_compile_args=["-O2", "-Wall"]) for module in C_MODULES],
+            + [
+                Extension(
+                    module,
+                    [C_MODULES[module]],
+                    libraries=list(C_LIBRARIES[module][0]) if module in C_LIBRARIES else [],
+                    extra_compile_args=["-O2", "-Wall"],
+                )
+                for module in c_modules()
+            ],
             script_args=["--quiet", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "obj")],
         )
     finally:

@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar, cast
 
 from proxyagent.mesh_errors import MeshError, MeshErrorCode
 from proxyagent.metrics import MeshMetrics
+from proxyagent.tls.record_layer import open_tls
 from proxyagent.tls.spiffe import peer_id
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,10 @@ async def open_connection(
             )
     try:
         async with asyncio.timeout(timeout_s):
-            transport, protocol = await loop.create_connection(factory, host, port, ssl=context)
+            if context is None:
+                transport, protocol = await loop.create_connection(factory, host, port)
+            else:
+                transport, protocol = await open_tls(factory, host, port, context)
     except TimeoutError:
         raise MeshError(MeshErrorCode.UPSTREAM_CONNECT_FAILED, f"connect to {host}:{port} timed out") from None
     except ssl.SSLError as exc:

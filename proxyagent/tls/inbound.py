@@ -27,6 +27,7 @@ import ssl
 from collections.abc import Callable
 
 from proxyagent.metrics import MeshMetrics
+from proxyagent.tls.record_layer import accept_tls
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +134,7 @@ class InboundAcceptor:
                     self._metrics.tls_refused.labels("inbound", "no_certificate").inc()
                     return
                 try:
-                    await loop.connect_accepted_socket(
-                        self._tls, conn, ssl=context, ssl_handshake_timeout=self._handshake_timeout_s
-                    )
+                    await accept_tls(self._tls, conn, context, self._handshake_timeout_s)
                 except (OSError, ssl.SSLError, TimeoutError) as exc:
                     self._metrics.tls_refused.labels("inbound", "handshake").inc()
                     logger.info("inbound TLS handshake failed: %s", exc)

@@ -15,8 +15,9 @@ import itertools
 import os
 import secrets
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxyagent.lazy_imports import lazy_module
 from proxyagent.tls.spiffe import WORKLOAD_ID, peer_id, trust_domain_of
@@ -116,13 +117,19 @@ class _MeshTlsObject(ssl.SSLObject):
         super().do_handshake()
         context = self.context
         assert isinstance(context, _MeshContext)
-        peer = peer_id(self.getpeercert())
-        if peer is not None and trust_domain_of(peer) != context.trust_domain:
-            error = ssl.SSLCertVerificationError(
-                f"the peer's certificate names {peer}, not a workload of trust domain {context.trust_domain}"
-            )
-            error.reason = "FOREIGN_TRUST_DOMAIN"  # as OpenSSL's errors carry one
-            raise error
+        refuse_foreign_trust_domain(self.getpeercert(), context.trust_domain)
+
+
+def refuse_foreign_trust_domain(peercert: Mapping[str, Any] | None, trust_domain: str) -> None:
+    """Raise ``ssl.SSLCertVerificationError`` when a verified peer certificate names a workload of another trust
+    domain than ``trust_domain`` (see ``_MeshTlsObject``); both TLS record layers call it after the handshake."""
+    peer = peer_id(peercert)
+    if peer is not None and trust_domain_of(peer) != trust_domain:
+        error = ssl.SSLCertVerificationError(
+            f"the peer's certificate names {peer}, not a workload of trust domain {trust_domain}"
+        )
+        error.reason = "FOREIGN_TRUST_DOMAIN"  # as OpenSSL's errors carry one
+        raise error
 
 
 class _MeshContext(ssl.SSLContext):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import socket
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from meshui.identity.authority import issue, load_csr
+from meshui.identity.spiffe import SpiffeId
 from proxyagent.agent import Agent
-from tests.mtls.fake_control_plane import Credentials, FakeControlPlane
+from proxyagent.tls.material import WorkloadCertificate, make_csr, new_key
+from tests.mtls.fake_control_plane import Credentials, FakeControlPlane, TestCa
 from tests.proxyagent.conftest import data_path  # noqa: F401 - the same two data paths, for tests here too
 from tests.proxyagent.mesh_harness import Mesh, mesh, request
 from tests.proxyagent.sample_app import AppServer, running_app
@@ -132,3 +136,13 @@ def server_certificate_serial(port: int, bundle_pem: bytes, credentials: Credent
     from cryptography import x509
 
     return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+
+def workload_certificate(ca: TestCa, spiffe_id: str, bundle_pem: bytes | None = None) -> WorkloadCertificate:
+    """What an agent holds once ``ca`` issued it ``spiffe_id`` (trusting ``bundle_pem``, by default ``ca``'s)."""
+    key = new_key()
+    issued = issue(
+        ca.signer, load_csr(make_csr(key, spiffe_id)), SpiffeId.parse(spiffe_id),
+        now=dt.datetime.now(dt.UTC), ttl=dt.timedelta(hours=1),
+    )  # fmt: skip
+    return WorkloadCertificate.build(key, issued.chain_pem, bundle_pem or ca.bundle_pem, spiffe_id)

@@ -17,7 +17,7 @@ from proxyagent.agent import AgentConfig
 from proxyagent.tls.certificates import WorkloadCertificates
 from proxyagent.tls.material import CertificateError, WorkloadCertificate, make_csr, new_key
 from proxyagent.tls.spiffe import peer_id
-from tests.mtls.conftest import MtlsMesh, TwoSidecars, server_certificate_serial
+from tests.mtls.conftest import MtlsMesh, TwoSidecars, server_certificate_serial, workload_certificate
 from tests.mtls.fake_control_plane import TestCa
 from tests.proxyagent.mesh_harness import request, scrape
 from tests.waiting import until
@@ -204,21 +204,12 @@ async def test_a_certificate_is_due_at_half_life_by_the_injected_clock() -> None
         WorkloadCertificate.build(key, issued.chain_pem, TestCa().bundle_pem, WEB)
 
 
-def _workload(ca: TestCa, spiffe_id: str) -> WorkloadCertificate:
-    key = new_key()
-    issued = issue(
-        ca.signer, load_csr(make_csr(key, spiffe_id)), SpiffeId.parse(spiffe_id),
-        now=dt.datetime.now(dt.UTC), ttl=dt.timedelta(hours=1),
-    )  # fmt: skip
-    return WorkloadCertificate.build(key, issued.chain_pem, ca.bundle_pem, spiffe_id)
-
-
 def test_the_inbound_side_verifies_the_caller_and_sends_no_session_ticket() -> None:
     """Pooled connections are never resumed: a ticket would only cost both sides work on every handshake."""
     ca = TestCa()
     server_bio, client_bio = (ssl.MemoryBIO(), ssl.MemoryBIO()), (ssl.MemoryBIO(), ssl.MemoryBIO())
-    server = _workload(ca, REVIEWS).server_context().wrap_bio(*server_bio, server_side=True)
-    client = _workload(ca, WEB).client_context().wrap_bio(*client_bio)
+    server = workload_certificate(ca, REVIEWS).server_context().wrap_bio(*server_bio, server_side=True)
+    client = workload_certificate(ca, WEB).client_context().wrap_bio(*client_bio)
     done = {server: False, client: False}
     for _ in range(10):
         for side in (client, server):
