@@ -45,7 +45,8 @@ SPAN_QUEUE = 8192
 # What the relay reads of a route: (target, origin-form path, pool key, host, port, timeout in
 # seconds, header lines the route adds, whether x-mesh-source-workload is dropped).
 # The pool key is (host, port, the endpoint's expected SPIFFE id): with mTLS on, the relay's upstream
-# connections are mutual TLS (asyncio's TLS transport under the relay's protocol), verified when opened.
+# connections are mutual TLS (proxyagent.tls.record_layer's transport under the relay's protocol), verified when
+# opened.
 NativeRoute = tuple[Target, bytes, tuple[str, int, str], str, int, float, bytes, bool]
 
 

@@ -38,6 +38,7 @@ typedef struct {
     PyObject *loop;
     PyObject *raw;      /* the TCP transport (NULL before connection_made and after connection_lost) */
     PyObject *peercert; /* {"subjectAltName": (("URI", ...), ...)} after the handshake */
+    PyObject *error;    /* why TLS failed, for the application's connection_lost */
     SSL *ssl;
     BIO *rbio, *wbio;   /* ciphertext in from the peer, out to the peer; owned by ssl */
     int server_side;
@@ -54,10 +55,11 @@ static PyObject *s_write, *s_close, *s_abort, *s_data_received, *s_eof_received,
     *s_get_extra_info, *s_get_write_buffer_size, *s_set_write_buffer_limits, *s_done, *s_set_result,
     *s_set_exception, *s_call_soon, *s_drain, *s_reason, *s_library, *s_verify_message, *s_verify_code;
 
+/* An exception in a callback is reported (as asyncio reports a callback's) rather than left set in the loop's C. */
 static void report(const char *where) {
-    /* An exception in a callback must not escape into the event loop's C caller half-handled. */
-    PyErr_WriteUnraisable(NULL);
-    (void)where;
+    PyObject *context = PyUnicode_FromString(where);
+    PyErr_WriteUnraisable(context);
+    Py_XDECREF(context);
 }
 
 /* An ssl.SSLError (or SSLCertVerificationError) for what OpenSSL's error queue says went wrong. */
@@ -154,6 +156,7 @@ static void raw_call(Tls *t, PyObject *name) {
 static void fail(Tls *t, PyObject *exc) {
     if (t->state >= CLOSING) return;
     if (flush(t) < 0) PyErr_Clear();
+    if (exc != NULL && t->error == NULL) t->error = Py_NewRef(exc);
     t->state = CLOSING;
     tell_waiter(t, exc);
     raw_call(t, s_close);
@@ -302,8 +305,8 @@ static void read_records(Tls *t) {
         }
         PyObject *exc = tls_error(t, "a TLS record was refused");
         if (exc == NULL) report("the record error");
+        fail(t, exc);
         Py_XDECREF(exc);
-        fail(t, NULL);
         return;
     }
 }
@@ -384,7 +387,8 @@ static PyObject *Tls_connection_lost(Tls *t, PyObject *exc) {
     PyObject *app = t->app;
     t->app = NULL;
     if (was_open && app != NULL) {
-        PyObject *r = PyObject_CallMethodOneArg(app, s_connection_lost, exc);
+        PyObject *r = PyObject_CallMethodOneArg(app, s_connection_lost,
+                                                exc == Py_None && t->error != NULL ? t->error : exc);
         if (r == NULL) report("connection_lost");
         Py_XDECREF(r);
     }
@@ -423,8 +427,8 @@ static PyObject *Tls_write(Tls *t, PyObject *data) {
     if (!ok) {
         PyObject *exc = tls_error(t, "a TLS write failed");
         if (exc == NULL) return NULL;
+        fail(t, exc);
         Py_DECREF(exc);
-        fail(t, NULL);
         Py_RETURN_NONE;
     }
     if (flush(t) < 0) return NULL;
@@ -601,6 +605,7 @@ static int Tls_traverse(Tls *t, visitproc visit, void *arg) {
     Py_VISIT(t->loop);
     Py_VISIT(t->raw);
     Py_VISIT(t->peercert);
+    Py_VISIT(t->error);
     return 0;
 }
 
@@ -611,6 +616,7 @@ static int Tls_clear(Tls *t) {
     Py_CLEAR(t->loop);
     Py_CLEAR(t->raw);
     Py_CLEAR(t->peercert);
+    Py_CLEAR(t->error);
     return 0;
 }
 

@@ -157,6 +157,22 @@ def test_records_interoperate_with_asyncio_tls(run: Any, c_side: str, monkeypatc
     run(exchange())
 
 
+def test_a_forged_record_drops_the_connection_and_tells_the_application_why(run: Any) -> None:
+    client_context, server_context = contexts()
+
+    async def forged() -> None:
+        (client, caller), (_, callee) = await pair(client_context, server_context)
+        # As if the network had altered application data: a record whose authentication tag cannot verify.
+        client.data_received(b"\x17\x03\x03\x00\x20" + bytes(32))  # type: ignore[attr-defined]
+        lost = await caller.lost
+        assert isinstance(lost, ssl.SSLError), lost
+        assert caller.received == b""
+        assert client.is_closing()
+        await callee.lost  # the alert or the close reaches the other side
+
+    run(forged())
+
+
 def test_a_caller_certificate_from_another_ca_fails_the_handshake_and_the_connection(run: Any) -> None:
     client_context = workload_certificate(TestCa(), WEB).client_context()
     _, server_context = contexts()
