@@ -64,15 +64,16 @@ GROUP = "proxyagent.native"
 
 
 def _header_found(header: str) -> bool:
-    """Whether ``header`` is in the C compiler's usual include directories (or those named by CPATH)."""
+    """Whether ``header`` is in the C compiler's usual include directories (or those named by CPATH).
+
+    Only directories whose libraries the default linker path also finds: a header found elsewhere would make the
+    link fail, and with it the whole build (everything would then run interpreted)."""
     directories = [
         *os.environ.get("CPATH", "").split(os.pathsep),
         *os.environ.get("C_INCLUDE_PATH", "").split(os.pathsep),
         sysconfig.get_config_var("INCLUDEDIR") or "",
         "/usr/local/include",
         "/usr/include",
-        f"/usr/include/{sysconfig.get_config_var('MULTIARCH') or ''}",
-        "/opt/homebrew/opt/openssl/include",
     ]
     return any(directory and (Path(directory) / header).is_file() for directory in directories)
 
